@@ -1,0 +1,101 @@
+"""Embeddings of every entity (and of evaluation queries), computed once without gradients:
+texts sorted by length, large batches each padded to its own longest text, mixed precision.
+Entity embeddings of a checkpoint are cached beside it (safetensors, with a fingerprint of
+the weights and texts they came from)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from kgc.batches import TokenBatch
+from kgc.encoder import BiEncoder
+from kgc.io import atomic_path
+from kgc.precision import autocast
+from kgc.tokens import TokenCache
+
+log = logging.getLogger("kgc")
+
+CACHE_FILE = "entity_embeddings.safetensors"
+
+
+@torch.no_grad()
+def _encode_sorted(encode, seqs: list[tuple[tuple[int, ...], tuple[int, ...]]], pad_id: int,
+                   device: torch.device, precision: str, batch_size: int, desc: str | None) -> torch.Tensor:
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    out: torch.Tensor | None = None
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, disable=desc is None, leave=False):
+        idx = order[start : start + batch_size]
+        batch = TokenBatch.build([seqs[i][0] for i in idx], [seqs[i][1] for i in idx], pad_id, len(idx))
+        with autocast(precision, device):
+            vecs = encode(batch.to(device)).float()
+        if out is None:
+            out = torch.empty(len(seqs), vecs.shape[1], dtype=torch.float32, device=device)
+        out[torch.tensor(idx, device=device)] = vecs
+    if out is None:
+        raise ValueError("nothing to encode")
+    return out
+
+
+def encode_entities(model: BiEncoder, tokens: TokenCache, device: torch.device, precision: str,
+                    batch_size: int = 512, progress: bool = True) -> torch.Tensor:
+    """[N, d] float32 unit vectors of every entity (its text with all its neighbour names)."""
+    was_training = model.training
+    model.eval()
+    seqs = [tokens.entity(e) for e in range(len(tokens.entities))]
+    vecs = _encode_sorted(model.encode_entities, seqs, tokens.pad_id, device, precision, batch_size,
+                          "encoding entities" if progress else None)
+    model.train(was_training)
+    return vecs
+
+
+def encode_queries(model: BiEncoder, tokens: TokenCache, heads: torch.Tensor, relations: torch.Tensor,
+                   device: torch.device, precision: str, batch_size: int = 512,
+                   progress: bool = True) -> torch.Tensor:
+    """[Q, d] float32 unit vectors of (head, relation) queries."""
+    was_training = model.training
+    model.eval()
+    seqs = [tokens.query(h, r) for h, r in zip(heads.tolist(), relations.tolist())]
+    vecs = _encode_sorted(model.encode_queries, seqs, tokens.pad_id, device, precision, batch_size,
+                          "encoding queries" if progress else None)
+    model.train(was_training)
+    return vecs
+
+
+def fingerprint(checkpoint_dir: Path, tokens: TokenCache, precision: str) -> str:
+    """Identifies the weights and entity texts that a cached matrix was computed from."""
+    h = hashlib.sha256()
+    for f in sorted(Path(checkpoint_dir).rglob("*.safetensors")):
+        if f.name == CACHE_FILE:
+            continue
+        st = f.stat()
+        h.update(f"{f.relative_to(checkpoint_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for e in range(len(tokens.entities)):
+        h.update(json.dumps(tokens.entity(e)[0]).encode())
+    h.update(precision.encode())
+    return h.hexdigest()
+
+
+def load_cached(checkpoint_dir: Path, key: str) -> torch.Tensor | None:
+    path = Path(checkpoint_dir) / CACHE_FILE
+    if not path.exists():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        if (f.metadata() or {}).get("fingerprint") != key:
+            log.info("entity embedding cache %s is stale; recomputing", path)
+            return None
+    return load_file(str(path))["entities"]
+
+
+def save_cached(checkpoint_dir: Path, key: str, vecs: torch.Tensor) -> None:
+    with atomic_path(Path(checkpoint_dir) / CACHE_FILE) as tmp:
+        save_file({"entities": vecs.contiguous().cpu()}, str(tmp), metadata={"fingerprint": key})
