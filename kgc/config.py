@@ -37,6 +37,7 @@ class Config:
     pooling: str = "mean"  # mean | cls
     shared_encoder: bool = False  # one encoder for queries and entities
     trust_remote_code: bool = False
+    dropout: float | None = 0.0  # dropout while training; null keeps the pretrained model's own (0.1 for BERT)
     # --- objective --------------------------------------------------------------------
     loss: str = "infonce"  # see kgc.losses
     margin: float = 0.02
@@ -67,7 +68,7 @@ class Config:
     save_every: int | None = None  # also checkpoint last/ every N steps (epoch ends always do)
     eval_every: int | None = None  # also evaluate (and keep best/) every N steps
     # --- evaluation -------------------------------------------------------------------
-    eval_split: str = "dev"  # split evaluated after each epoch to pick the best checkpoint
+    eval_split: str = "dev"  # split evaluated after each epoch to pick the best checkpoint ("none": never)
     eval_batch_size: int = 512
     eval_max_queries: int | None = None  # evaluate on the first N triples of the split (quick checks)
     rerank_hops: int = 0  # entities within k hops of the head get rerank_weight added (0 = off)
@@ -90,7 +91,7 @@ _HINTS = typing.get_type_hints(Config)
 CHOICES = {
     "pooling": ("mean", "cls"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
-    "eval_split": ("dev", "test", "train"),
+    "eval_split": ("dev", "test", "train", "none"),
 }
 
 
@@ -101,6 +102,11 @@ def _check_type(key: str, value: Any, source: str) -> Any:
         if type(None) in allowed:
             return None
         raise ConfigError(f"{source}: '{key}' may not be empty")
+    if float in allowed and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     for typ in allowed:
         if typ is type(None):
             continue
@@ -168,7 +174,10 @@ def parse_value(key: str, text: str) -> Any:
     """Turn a command-line string into the type of setting ``key`` (YAML syntax: 1e-5, true, null)."""
     if key not in FIELDS:
         raise ConfigError(f"command line: unknown setting '{key}'")
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
     hint = _HINTS[key]
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if str in allowed and not isinstance(value, str) and value is not None:

@@ -121,6 +121,18 @@ class BiEncoder(nn.Module):
     def entity_module(self) -> nn.Module:
         return self.entity_encoder or self.query_encoder
 
+    def set_dropout(self, p: float | None) -> None:
+        """Set every dropout layer's probability (``None`` leaves the pretrained values).
+
+        On CPU, drawing dropout masks costs about a quarter of a training step (random
+        numbers are generated far slower than bf16 products), so kgc trains without it
+        unless asked; see the README."""
+        if p is None:
+            return
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = float(p)
+
 
 def count_parameters(module: nn.Module, non_embedding: bool = True) -> int:
     """Parameters that cost FLOPs per token (embedding tables excluded when asked)."""

@@ -91,6 +91,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         model = BiEncoder.from_pretrained(cfg.model, pooling=cfg.pooling, shared=cfg.shared_encoder,
                                           trust_remote_code=cfg.trust_remote_code)
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    model.set_dropout(cfg.dropout)
     model.to(device).train()
     ds = Dataset.build(cfg, tokenizer)
 
@@ -127,7 +128,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     def save(final_eval: bool) -> None:
         nonlocal best
         metrics = None
-        if final_eval and len(ds.kg.triples(cfg.eval_split)):
+        if final_eval and cfg.eval_split != "none" and len(ds.kg.triples(cfg.eval_split)):
             metrics, _ = evaluate(model, ds, cfg, cfg.eval_split, device, precision, progress=progress)
             history.append({"step": step, "epoch": epoch, "eval": {k: metrics[k] for k in ("mrr", "hits@1", "hits@3", "hits@10")}})
             log.info("step %d %s: MRR %.4f  Hits@1 %.4f  Hits@10 %.4f", step, cfg.eval_split,
@@ -155,10 +156,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     # ---------------------------------------------------------------- loop
     nonfinite, t_log, ex_log, flops_log = 0, time.perf_counter(), 0, 0.0
+    # throughput over every step but the first of this process (which pays one-off costs)
+    speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0}
+    first_step = step
     bar = tqdm(total=total_steps, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
     while step < total_steps:
         order = epoch_order(len(examples), cfg.seed, epoch)
         while index < per_epoch and step < total_steps:
+            t_step = time.perf_counter()
             triples = batch_triples(examples, order, index, cfg.batch_size)
             batch = make_batch(triples, ds.tokens, ds.known_train, cfg.encode_chunk, cfg.self_negatives).to(device)
             for group in optimizer.param_groups:
@@ -210,7 +215,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             step += 1
             index += 1
             ex_log += len(triples)
-            flops_log += training_flops(q_shape, batch.queries.lengths) + training_flops(e_shape, batch.entities.lengths)
+            step_flops = training_flops(q_shape, batch.queries.lengths) + training_flops(e_shape, batch.entities.lengths)
+            flops_log += step_flops
+            if step > first_step + 1:
+                speed["seconds"] += time.perf_counter() - t_step
+                speed["steps"] += 1
+                speed["examples"] += len(triples)
+                speed["flops"] += step_flops
             bar.update(1)
             if ok:
                 history.append({"step": step, "loss": round(loss.item(), 6)})
@@ -235,5 +246,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     plot_history(history, out / "training_curve.png", title=f"{cfg.loss} on {ds.kg.path.name}")
     summary = {"steps": step, "epochs": epoch, "best_" + cfg.eval_split + "_mrr": best if best > -math.inf else None,
                "precision": precision, "output_dir": str(out)}
+    if speed["seconds"] > 0:
+        summary["examples_per_s"] = speed["examples"] / speed["seconds"]
+        summary["model_flops_per_s"] = speed["flops"] / speed["seconds"]
+        summary["timed_steps"] = speed["steps"]
     write_json(out / "train_summary.json", summary)
     return summary
