@@ -105,7 +105,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     scaler = grad_scaler(precision, device)
     prebatch = PreBatchQueue(cfg.prebatch)
     momentum_queue = MomentumQueue(cfg.momentum_queue) if cfg.momentum_queue > 0 else None
-    ema = copy.deepcopy(model.entity_module()).eval().requires_grad_(False) if momentum_queue else None
+    ema = copy.deepcopy(model.entity_module()).eval().requires_grad_(False) if momentum_queue is not None else None
 
     examples = ds.kg.triples("train", with_inverse=True)
     per_epoch = num_batches(len(examples), cfg.batch_size)
