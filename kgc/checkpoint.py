@@ -60,6 +60,8 @@ def save(directory: str | Path, model: BiEncoder, tokenizer, cfg: Config, loss: 
     """Write a complete checkpoint folder atomically (temporary folder, then rename)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.*.tmp"):  # left by a run killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         model.save_pretrained(tmp)
@@ -80,14 +82,26 @@ def save(directory: str | Path, model: BiEncoder, tokenizer, cfg: Config, loss: 
 def read_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise KGCError(f"{path}: unreadable checkpoint settings ({err})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise KGCError(f"{path}: unreadable checkpoint settings (no 'config' object)")
+    return info
 
 
 def load_config(directory: str | Path, **overrides: Any) -> Config:
+    """The settings stored in a checkpoint, with ``overrides`` applied.
+
+    A checkpoint may not switch on ``trust_remote_code`` by itself (that would let a
+    downloaded folder run its own Python code): only an explicit override does."""
     info = read_info(directory)
-    return from_dict({**info["config"], **overrides}, str(Path(directory) / CONFIG_FILE))
+    stored = dict(info["config"])
+    if stored.get("trust_remote_code") and "trust_remote_code" not in overrides:
+        log.warning("%s: ignoring trust_remote_code: true stored in the checkpoint; pass "
+                    "--trust-remote-code true if you trust its code", Path(directory) / CONFIG_FILE)
+        stored["trust_remote_code"] = False
+    return from_dict({**stored, **overrides}, str(Path(directory) / CONFIG_FILE))
 
 
 def load_model(directory: str | Path, cfg: Config) -> BiEncoder:

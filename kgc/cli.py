@@ -100,11 +100,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.queries is None and (args.head is None or args.relation is None):
         raise KGCError("predict needs --head and --relation, or --queries FILE")
-    predictor = Predictor.load(args.checkpoint, data_dir=args.data_dir, device=args.device, progress=not args.quiet)
+    # read the query file before loading anything, so a malformed file fails at once
     if args.queries is not None:
         items = read_queries(args.queries)
     else:
         items = [(None, args.head, args.relation)]
+    predictor = Predictor.load(args.checkpoint, data_dir=args.data_dir, device=args.device, progress=not args.quiet)
     for line, head, relation in items:
         try:
             ranked = predictor.predict(head, relation, top_k=args.top_k, exclude_known=args.exclude_known)

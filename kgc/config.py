@@ -141,6 +141,26 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # unhashable key: SafeLoader reports it
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"setting {key!r} given twice (first on line {line})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
     values: dict[str, Any] = {}
@@ -152,9 +172,10 @@ def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except UnicodeDecodeError as err:
-            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+            line = err.object[:err.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -42,7 +42,7 @@ def _load_transformer(path: str, trust_remote_code: bool) -> nn.Module:
         # eager attention: for texts of ~50 tokens it beats the fused CPU kernel in backward
         return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code,
                                          use_safetensors=True, attn_implementation="eager")
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: custom code without trust_remote_code, bad config
         raise KGCError(f"cannot load encoder {path!r}: {err}. Offline? Use a local folder or "
                        f"model: default (the bundled all-MiniLM-L6-v2).") from err
 
@@ -52,7 +52,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
     try:
         return AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise KGCError(f"cannot load tokenizer {path!r}: {err}") from err
 
 

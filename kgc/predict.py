@@ -142,5 +142,5 @@ def read_queries(path: str | Path) -> list[tuple[int, str, str]]:
             raise InputError(path, number, "empty head or relation")
         queries.append((number, fields[0].strip(), fields[1].strip()))
     if not queries:
-        raise InputError(path, None, "no queries in file")
+        raise InputError(path, 1, "no queries in file (only blank or comment lines)")
     return queries
