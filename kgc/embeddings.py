@@ -5,6 +5,7 @@ the weights and texts they came from)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -17,7 +18,6 @@ from tqdm.auto import tqdm
 from kgc.batches import TokenBatch
 from kgc.encoder import BiEncoder
 from kgc.io import atomic_path
-from kgc.precision import autocast
 from kgc.tokens import TokenCache
 
 log = logging.getLogger("kgc")
@@ -25,17 +25,27 @@ log = logging.getLogger("kgc")
 CACHE_FILE = "entity_embeddings.safetensors"
 
 
+def inference_copy(encoder: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The encoder as it runs without gradients: for bf16/fp16 a copy whose weights are cast
+    once, so no per-operation casts are paid (autocast re-casts every weight at every call)."""
+    if precision == "fp32":
+        return encoder
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return copy.deepcopy(encoder).to(dtype).eval()
+
+
 @torch.no_grad()
-def _encode_sorted(encode, seqs: list[tuple[tuple[int, ...], tuple[int, ...]]], pad_id: int,
-                   device: torch.device, precision: str, batch_size: int, desc: str | None) -> torch.Tensor:
+def _encode_sorted(model: BiEncoder, encoder: torch.nn.Module, seqs: list[tuple[tuple[int, ...], tuple[int, ...]]],
+                   pad_id: int, device: torch.device, precision: str, batch_size: int,
+                   desc: str | None) -> torch.Tensor:
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
     out: torch.Tensor | None = None
     starts = range(0, len(order), batch_size)
+    encoder = inference_copy(encoder, precision)
     for start in tqdm(starts, desc=desc, disable=desc is None, leave=False):
         idx = order[start : start + batch_size]
         batch = TokenBatch.build([seqs[i][0] for i in idx], [seqs[i][1] for i in idx], pad_id, len(idx))
-        with autocast(precision, device):
-            vecs = encode(batch.to(device)).float()
+        vecs = model.encode_with(encoder, batch.to(device))
         if out is None:
             out = torch.empty(len(seqs), vecs.shape[1], dtype=torch.float32, device=device)
         out[torch.tensor(idx, device=device)] = vecs
@@ -50,7 +60,7 @@ def encode_entities(model: BiEncoder, tokens: TokenCache, device: torch.device, 
     was_training = model.training
     model.eval()
     seqs = [tokens.entity(e) for e in range(len(tokens.entities))]
-    vecs = _encode_sorted(model.encode_entities, seqs, tokens.pad_id, device, precision, batch_size,
+    vecs = _encode_sorted(model, model.entity_module(), seqs, tokens.pad_id, device, precision, batch_size,
                           "encoding entities" if progress else None)
     model.train(was_training)
     return vecs
@@ -63,7 +73,7 @@ def encode_queries(model: BiEncoder, tokens: TokenCache, heads: torch.Tensor, re
     was_training = model.training
     model.eval()
     seqs = [tokens.query(h, r) for h, r in zip(heads.tolist(), relations.tolist())]
-    vecs = _encode_sorted(model.encode_queries, seqs, tokens.pad_id, device, precision, batch_size,
+    vecs = _encode_sorted(model, model.query_encoder, seqs, tokens.pad_id, device, precision, batch_size,
                           "encoding queries" if progress else None)
     model.train(was_training)
     return vecs
