@@ -15,7 +15,7 @@ from kgc.train import train
 
 
 def tiny_config(tiny_model, data_dir, out, **overrides):
-    values = dict(model=str(tiny_model), data_dir=str(data_dir), output_dir=str(out), batch_size=4,
+    values = dict(model=str(tiny_model), data_dir=str(data_dir), output_dir=str(out), batch_size=12,
                   lr=3e-3, warmup_steps=1, max_steps=24, log_every=4, eval_batch_size=8, encode_chunk=4,
                   precision="fp32", temperature=0.1)
     values.update(overrides)
