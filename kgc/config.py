@@ -69,7 +69,7 @@ class Config:
     eval_every: int | None = None  # also evaluate (and keep best/) every N steps
     # --- evaluation -------------------------------------------------------------------
     eval_split: str = "dev"  # split evaluated after each epoch to pick the best checkpoint ("none": never)
-    eval_batch_size: int = 512
+    eval_batch_size: int = 256  # texts per encoding batch at evaluation (256 was fastest here)
     eval_max_queries: int | None = None  # evaluate on the first N triples of the split (quick checks)
     rerank_hops: int = 0  # entities within k hops of the head get rerank_weight added (0 = off)
     rerank_weight: float = 0.05

@@ -10,7 +10,8 @@
 
     python scripts/benchmark.py --json bench.json            # full run (< 10 min)
     python scripts/benchmark.py --quick                      # < 3 min
-WN18RR is read from --data-dir, else from data/WN18RR or $KGC_DATA_ROOT/WN18RR.
+WN18RR is read from --data-dir, else from data/WN18RR or $KGC_DATA_ROOT/WN18RR
+($KGC_DATA_ROOT defaults to ../shared/data beside the repository, as in the tests).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +29,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+if (REPO.parent / "shared" / "data").is_dir():
+    os.environ.setdefault("KGC_DATA_ROOT", str(REPO.parent / "shared" / "data"))
 
 from kgc.config import load_config  # noqa: E402
 from kgc.dataset import Dataset  # noqa: E402
