@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
@@ -47,7 +48,10 @@ class TrainingGraph:
         if not hasattr(self, "_adj"):
             values = torch.ones(len(self.indices), dtype=torch.float32)
             n = self.num_entities
-            self._adj = torch.sparse_csr_tensor(self.indptr, self.indices, values, (n, n))
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": we rely only on CSR @ dense
+                warnings.simplefilter("ignore", UserWarning)
+                self._adj = torch.sparse_csr_tensor(self.indptr, self.indices, values, (n, n),
+                                                    check_invariants=False)
         return self._adj
 
     def within_hops(self, heads: torch.Tensor, hops: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,12 +80,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
 
     last_dir = out / "last"
     state: dict[str, Any] | None = None
+    loss_fn = loss_from_config(cfg)
     if resume:
         found = checkpoint.resumable_dir(out)
         state = checkpoint.load_trainer_state(found)
         model = checkpoint.load_model(found, cfg)
         tokenizer = load_tokenizer(str(found / "tokenizer"))
-        checkpoint.load_loss_state(found, loss_fn := loss_from_config(cfg))
+        checkpoint.load_loss_state(found, loss_fn)
         log.info("resuming from %s at step %d", found, state["step"])
     else:
         model = BiEncoder.from_pretrained(cfg.model, pooling=cfg.pooling, shared=cfg.shared_encoder,
@@ -95,8 +96,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     model.to(device).train()
     ds = Dataset.build(cfg, tokenizer)
 
-    if state is None:
-        loss_fn = loss_from_config(cfg)
     loss_fn.to(device)
     arb = ARBRegularizer(cfg.arb_weight) if cfg.arb_weight > 0 else None
     # fused AdamW: one kernel over all tensors (the default on CPU is a per-tensor loop)
@@ -126,7 +125,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
              cfg.model, ds.kg.path, len(examples), total_steps, cfg.batch_size, precision, device)
 
     def save(final_eval: bool) -> None:
-        nonlocal best
+        nonlocal best, t_log, ex_log, flops_log
         metrics = None
         if final_eval and cfg.eval_split != "none" and len(ds.kg.triples(cfg.eval_split)):
             metrics, _ = evaluate(model, ds, cfg, cfg.eval_split, device, precision, progress=progress)
@@ -153,6 +152,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         if is_best or not (out / "best").exists():
             checkpoint.save(out / "best", model, tokenizer, cfg, loss_fn, info)
         write_json(out / "history.json", history)
+        t_log, ex_log, flops_log = time.perf_counter(), 0, 0.0  # logged speed covers training only
 
     # ---------------------------------------------------------------- loop
     nonfinite, t_log, ex_log, flops_log = 0, time.perf_counter(), 0, 0.0
