@@ -62,35 +62,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from kgc import checkpoint
-    from kgc.dataset import Dataset
-    from kgc.embeddings import encode_entities, fingerprint, load_cached, save_cached
-    from kgc.encoder import load_tokenizer
     from kgc.evaluate import evaluate, format_metrics, write_results
-    from kgc.precision import pick_device, resolve_precision
+    from kgc.predict import Predictor
 
-    directory = checkpoint.model_dir(args.checkpoint)
-    info = checkpoint.read_info(directory)
-    overrides = _overrides(args)
-    overrides.setdefault("data_dir", info.get("data_dir") or info["config"]["data_dir"])
-    cfg = checkpoint.load_config(directory, **overrides)
-    device = pick_device(args.device)
-    precision = resolve_precision(cfg.precision, device)
-    model = checkpoint.load_model(directory, cfg).to(device).eval()
-    ds = Dataset.build(cfg, load_tokenizer(str(directory / "tokenizer")))
-    key = fingerprint(directory, ds.tokens, precision)
-    vecs = load_cached(directory, key)
-    if vecs is None:
-        vecs = encode_entities(model, ds.tokens, device, precision, cfg.eval_batch_size, not args.quiet)
-        try:
-            save_cached(directory, key, vecs)
-        except OSError as err:
-            log.warning("could not cache entity embeddings: %s", err)
-    metrics, results = evaluate(model, ds, cfg, args.split, device, precision, entity_vecs=vecs.to(device),
-                                progress=not args.quiet)
-    metrics["checkpoint"] = str(directory)
+    p = Predictor.load(args.checkpoint, device=args.device, progress=not args.quiet, **_overrides(args))
+    metrics, results = evaluate(p.model, p.ds, p.cfg, args.split, p.device, p.precision,
+                                entity_vecs=p.entity_vecs, progress=not args.quiet)
+    metrics["checkpoint"] = str(p.directory)
     output = Path(args.output_dir) if args.output_dir else Path(args.checkpoint)
-    write_results(output, metrics, ds, results)
+    write_results(output, metrics, p.ds, results)
     print(format_metrics(metrics))
     return 0
 

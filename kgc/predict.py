@@ -36,8 +36,8 @@ class Prediction:
 
 class Predictor:
     def __init__(self, model: BiEncoder, ds: Dataset, cfg: Config, device: torch.device, precision: str,
-                 entity_vecs: torch.Tensor):
-        self.model, self.ds, self.cfg = model, ds, cfg
+                 entity_vecs: torch.Tensor, directory: Path | None = None):
+        self.model, self.ds, self.cfg, self.directory = model, ds, cfg, directory
         self.device, self.precision = device, precision
         self.entity_vecs = entity_vecs
         kg = ds.kg
@@ -53,10 +53,14 @@ class Predictor:
 
     @classmethod
     def load(cls, checkpoint_dir: str | Path, data_dir: str | None = None, device: str | None = None,
-             progress: bool = True) -> "Predictor":
+             progress: bool = True, **overrides) -> "Predictor":
+        """A checkpoint, its data and its entity matrix (from the cache beside it when current).
+
+        ``overrides`` replace stored settings (e.g. ``rerank_hops`` for an evaluation)."""
         directory = checkpoint.model_dir(checkpoint_dir)
         info = checkpoint.read_info(directory)
-        cfg = checkpoint.load_config(directory, data_dir=data_dir or info.get("data_dir") or info["config"]["data_dir"])
+        data_dir = data_dir or overrides.pop("data_dir", None) or info.get("data_dir") or info["config"]["data_dir"]
+        cfg = checkpoint.load_config(directory, data_dir=data_dir, **overrides)
         dev = pick_device(device)
         precision = resolve_precision(cfg.precision, dev)
         model = checkpoint.load_model(directory, cfg).to(dev).eval()
@@ -69,7 +73,7 @@ class Predictor:
                 save_cached(directory, key, vecs)
             except OSError as err:  # a read-only checkpoint still predicts
                 log.warning("could not cache entity embeddings in %s: %s", directory, err)
-        return cls(model, ds, cfg, dev, precision, vecs.to(dev))
+        return cls(model, ds, cfg, dev, precision, vecs.to(dev), directory)
 
     # ------------------------------------------------------------------ lookup
     def resolve_entity(self, text: str) -> int:
