@@ -115,3 +115,18 @@ def test_untrained_default_model_loads_offline_and_scores(monkeypatch):
     assert torch.allclose(v.norm(dim=1), torch.ones(3), atol=1e-5)
     sims = v @ v.T
     assert sims[0, 1] > sims[0, 2] + 0.2  # a real sentence encoder, not random weights
+
+
+def test_training_with_prebatch_momentum_queue_and_arb(tiny_model, tmp_path):
+    """The extra negatives and the regulariser run inside the real training loop."""
+    cfg = tiny_config(tiny_model, "data/UMLS", tmp_path / "run", batch_size=8, max_steps=4, prebatch=2,
+                      momentum_queue=16, arb_weight=0.1, eval_max_queries=10)
+    summary = train(cfg, progress=False)
+    assert summary["steps"] == 4
+    losses = [h["loss"] for h in json.loads((tmp_path / "run" / "history.json").read_text()) if "loss" in h]
+    assert len(losses) == 4 and all(x == x and x < 1e6 for x in losses)
+    state = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)
+    # 4 steps of 8 tails pushed: the momentum queue keeps its 16 newest, pre-batch its last 2 batches
+    assert state["momentum_queue"]["embeddings"].shape == (16, 32)
+    assert state["prebatch"]["embeddings"].shape == (16, 32)
+    assert state["prebatch"]["batch_sizes"] == [8, 8] or list(state["prebatch"]["batch_sizes"]) == [8, 8]
