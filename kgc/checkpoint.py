@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from kgc import __version__
 from kgc.config import Config, from_dict
 from kgc.encoder import BiEncoder
 from kgc.errors import KGCError
-from kgc.io import replace_dir
+from kgc.io import replace_dir, temp_dir_beside
 
 log = logging.getLogger("kgc")
 
@@ -62,7 +61,7 @@ def save(directory: str | Path, model: BiEncoder, tokenizer, cfg: Config, loss: 
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.*.tmp"):  # left by a run killed mid-write
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    tmp = temp_dir_beside(directory)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp / "tokenizer")

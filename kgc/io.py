@@ -57,6 +57,13 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def temp_dir_beside(final_dir: Path) -> Path:
+    """An empty folder next to ``final_dir`` to fill before :func:`replace_dir` (usual permissions)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", suffix=".tmp", dir=final_dir.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    return tmp
+
+
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a fully written directory into place (the old one, if any, is removed after)."""
     final_dir = Path(final_dir)
