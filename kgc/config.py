@@ -136,6 +136,10 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
     for key in ("batch_size", "epochs", "max_tokens", "encode_chunk", "eval_batch_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{source}: '{key}' must be at least 1, got {getattr(cfg, key)}")
+    from kgc.losses import LOSSES  # checked here so a typo names the config file, before any model loads
+
+    if cfg.loss.lower() not in LOSSES:
+        raise ConfigError(f"{source}: 'loss' must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.max_tokens < 4:
         raise ConfigError(f"{source}: 'max_tokens' must be at least 4")
     return cfg

@@ -318,3 +318,12 @@ def test_a_failing_command_keeps_an_existing_best_checkpoint(run, tiny_model, tm
     fails(train_on(data, out, tiny_model), capsys, f"{data / 'test.tsv'}:1:", untouched=out)
     assert sorted(p for p in (out / "best").rglob("*") if p.is_file()) == files
     assert all(p.read_bytes() == content[p] for p in files)
+
+
+def test_unknown_loss_name_is_a_config_error_naming_the_file(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("loss: infonse\n", encoding="utf-8")
+    assert main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "'loss' must be one of" in err and "infonce" in err
+    assert not (tmp_path / "out" / "last").exists()
