@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kgc.config import FIELDS, load_config, parse_value
+from kgc.config import FIELDS, Config, load_config, parse_value
 from kgc.errors import InputError, KGCError
 
 log = logging.getLogger("kgc")
@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # a resumed run continues with the settings it was started with
         from kgc import checkpoint
 
-        run = Path(overrides.get("output_dir", "runs/default"))
+        run = Path(overrides.get("output_dir", Config().output_dir))
         cfg = checkpoint.load_config(checkpoint.resumable_dir(run), **overrides)
     else:
         cfg = load_config(config_path, overrides)
