@@ -2,9 +2,10 @@
 
 Batch composition stays a uniform random sample of the (forward + inverse) training
 triples, because in-batch negatives must be a random sample for the loss. Length only
-shapes how a batch is *computed*: its sequences are sorted by length and cut into chunks
-that are each padded to their own longest sequence. Each distinct entity text of a batch
-(tails and the heads used as self-negatives) is encoded once.
+shapes how a batch is *computed*: its sequences are sorted by length and packed without
+padding (only attention works on groups of similar length, each padded to its longest).
+Each distinct entity text of a batch (tails and the heads used as self-negatives) is
+encoded once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,40 @@ from kgc.tokens import TokenCache
 
 
 @dataclass
-class TokenBatch:
-    """Sequences sorted by length and padded per chunk; ``restore`` undoes the sort."""
+class AttentionGroup:
+    """Sequences of similar length that attend together: their tokens are scattered into an
+    [n, width] grid (width = the longest of them) for self-attention only."""
 
-    chunks: list[dict[str, torch.Tensor]]
-    restore: torch.Tensor  # cat(outputs of chunks)[restore] is in the original order
-    lengths: list[int]  # real (non-padding) length of each sequence, original order
+    start: int  # first token of the group in the packed order
+    end: int  # one past its last token
+    num_seqs: int
+    width: int
+    slots: torch.Tensor  # [end - start] each token's place in the flattened [num_seqs * width] grid
+    real: torch.Tensor  # [num_seqs, width] True for a real token, False for padding
+
+    def to(self, device: torch.device) -> "AttentionGroup":
+        return AttentionGroup(self.start, self.end, self.num_seqs, self.width,
+                              self.slots.to(device, non_blocking=True), self.real.to(device, non_blocking=True))
+
+
+@dataclass
+class TokenBatch:
+    """Sequences sorted by length and packed: their tokens concatenated without padding.
+
+    Linear layers, layer norms and activations then run on real tokens only; attention
+    works group by group (``groups``, each padded to its own longest sequence). ``restore``
+    undoes the sort: ``outputs_in_sorted_order[restore]`` is in the original order.
+    """
+
+    input_ids: torch.Tensor  # [T] all real tokens, sequence after sequence (sorted order)
+    token_type_ids: torch.Tensor  # [T]
+    position_ids: torch.Tensor  # [T] 0, 1, ... within each sequence
+    sequence: torch.Tensor  # [T] the (sorted) sequence each token belongs to
+    seq_lengths: torch.Tensor  # [n] lengths in sorted order
+    groups: list[AttentionGroup]
+    restore: torch.Tensor  # [n]
+    lengths: list[int]  # real length of each sequence, original order
+    pad_id: int
 
     @property
     def num_tokens(self) -> int:
@@ -31,31 +60,54 @@ class TokenBatch:
 
     @classmethod
     def build(cls, ids: list[tuple[int, ...]], types: list[tuple[int, ...]], pad_id: int,
-              chunk_size: int) -> "TokenBatch":
+              group_size: int) -> "TokenBatch":
+        """Pack ``ids``/``types`` (one tuple per sequence); ``group_size`` sequences attend per group."""
+        if any(len(s) == 0 for s in ids):
+            raise ValueError("cannot encode an empty sequence")
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        chunks = []
-        for start in range(0, len(order), chunk_size):
-            idx = order[start : start + chunk_size]
-            width = len(ids[idx[-1]])
-            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            type_ids = torch.zeros((len(idx), width), dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                n = len(ids[i])
-                input_ids[row, :n] = torch.tensor(ids[i])
-                type_ids[row, :n] = torch.tensor(types[i])
-                mask[row, :n] = 1
-            chunks.append({"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids})
+        sorted_lengths = [len(ids[i]) for i in order]
+        flat_ids = [tok for i in order for tok in ids[i]]
+        flat_types = [tok for i in order for tok in types[i]]
+        seq_lengths = torch.tensor(sorted_lengths, dtype=torch.long)
+        sequence = torch.repeat_interleave(torch.arange(len(order)), seq_lengths)
+        starts = torch.cumsum(seq_lengths, 0) - seq_lengths
+        position_ids = torch.arange(len(flat_ids)) - starts[sequence]
+        groups, token = [], 0
+        for first in range(0, len(order), group_size):
+            group_lengths = seq_lengths[first : first + group_size]
+            n, width, size = len(group_lengths), int(group_lengths.max()), int(group_lengths.sum())
+            rows = sequence[token : token + size] - first
+            cols = position_ids[token : token + size]
+            real = torch.zeros(n, width, dtype=torch.bool)
+            real[rows, cols] = True
+            groups.append(AttentionGroup(token, token + size, n, width, rows * width + cols, real))
+            token += size
         restore = torch.empty(len(order), dtype=torch.long)
         restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
-        return cls(chunks, restore, [len(s) for s in ids])
+        return cls(torch.tensor(flat_ids, dtype=torch.long), torch.tensor(flat_types, dtype=torch.long),
+                   position_ids, sequence, seq_lengths, groups, restore, [len(s) for s in ids], pad_id)
+
+    def padded_chunks(self) -> list[dict[str, torch.Tensor]]:
+        """One padded ``input_ids``/``attention_mask``/``token_type_ids`` dict per group, for
+        encoders that have no packed forward pass (see :mod:`kgc.packed`)."""
+        chunks = []
+        for g in self.groups:
+            def grid(values: torch.Tensor, fill: int) -> torch.Tensor:
+                out = torch.full((g.num_seqs * g.width,), fill, dtype=torch.long, device=values.device)
+                return out.index_copy(0, g.slots, values[g.start : g.end]).view(g.num_seqs, g.width)
+
+            chunks.append({"input_ids": grid(self.input_ids, self.pad_id), "attention_mask": g.real.long(),
+                           "token_type_ids": grid(self.token_type_ids, 0)})
+        return chunks
 
     def __len__(self) -> int:
         return len(self.restore)
 
     def to(self, device: torch.device) -> "TokenBatch":
-        chunks = [{k: v.to(device, non_blocking=True) for k, v in c.items()} for c in self.chunks]
-        return TokenBatch(chunks, self.restore.to(device), self.lengths)
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return TokenBatch(move(self.input_ids), move(self.token_type_ids), move(self.position_ids),
+                          move(self.sequence), move(self.seq_lengths), [g.to(device) for g in self.groups],
+                          move(self.restore), self.lengths, self.pad_id)
 
 
 @dataclass

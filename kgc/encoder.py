@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgc import packed
 from kgc.config import DEFAULT_MODEL
 from kgc.errors import KGCError
 
@@ -98,19 +99,29 @@ class BiEncoder(nn.Module):
             self.query_encoder.save_pretrained(directory / "query_encoder", safe_serialization=True)
             self.entity_encoder.save_pretrained(directory / "entity_encoder", safe_serialization=True)
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-
     def encode_with(self, encoder: nn.Module, batch) -> torch.Tensor:
-        """[B, d] unit vectors of a :class:`kgc.batches.TokenBatch`, chunk by chunk, in its original order."""
-        out = []
-        for c in batch.chunks:
-            hidden = encoder(**c).last_hidden_state
-            out.append(self._pool(hidden, c["attention_mask"]))
-        return F.normalize(torch.cat(out)[batch.restore].float(), dim=-1)
+        """[B, d] unit vectors of a :class:`kgc.batches.TokenBatch`, in its original order.
+
+        BERT encoders run packed (:mod:`kgc.packed`, no work on padding); others run their
+        own forward pass group by group, each group padded to its longest sequence."""
+        if packed.supports(encoder):
+            hidden = packed.forward(encoder, batch).float()  # [T, d], sorted order
+            if self.pooling == "cls":
+                pooled = hidden[batch.position_ids == 0]
+            else:
+                pooled = hidden.new_zeros(len(batch), hidden.shape[1]).index_add(0, batch.sequence, hidden)
+                pooled = pooled / batch.seq_lengths.unsqueeze(1).to(pooled.dtype)
+        else:
+            out = []
+            for c in batch.padded_chunks():
+                states = encoder(**c).last_hidden_state.float()
+                if self.pooling == "cls":
+                    out.append(states[:, 0])
+                else:
+                    m = c["attention_mask"].unsqueeze(-1).to(states.dtype)
+                    out.append((states * m).sum(1) / m.sum(1))
+            pooled = torch.cat(out)
+        return F.normalize(pooled[batch.restore], dim=-1)
 
     def encode_queries(self, batch) -> torch.Tensor:
         return self.encode_with(self.query_encoder, batch)
