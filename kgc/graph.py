@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
@@ -44,31 +43,31 @@ class TrainingGraph:
             out.append(row.tolist())
         return out
 
-    def _adjacency(self) -> torch.Tensor:
-        if not hasattr(self, "_adj"):
-            values = torch.ones(len(self.indices), dtype=torch.float32)
-            n = self.num_entities
-            with warnings.catch_warnings():  # "sparse CSR support is in beta": we rely only on CSR @ dense
-                warnings.simplefilter("ignore", UserWarning)
-                self._adj = torch.sparse_csr_tensor(self.indptr, self.indices, values, (n, n),
-                                                    check_invariants=False)
-        return self._adj
-
     def within_hops(self, heads: torch.Tensor, hops: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, entities): every entity reachable from ``heads[row]`` in 1..hops steps.
+        """(rows, entities): every entity reachable from ``heads[row]`` in 1..hops steps,
+        each pair once; the head itself is not included.
 
-        All heads at once: a dense [entities, heads] frontier multiplied by the sparse
-        (symmetric) adjacency ``hops`` times; callers pass a chunk of heads so memory
-        stays bounded. The head itself is not included.
-        """
+        A breadth-first search of all heads at once on the CSR arrays: each step gathers
+        the neighbours of the current frontier, keeps the (row, entity) pairs not seen
+        before, and expands those next. Work and memory follow the pairs found, not
+        entities x heads (a dense frontier times the sparse adjacency took 1.6 s for the
+        3,134 WN18RR test heads)."""
         heads = heads.long()
-        frontier = torch.zeros(self.num_entities, len(heads))
-        frontier[heads, torch.arange(len(heads))] = 1.0
-        reached = torch.zeros_like(frontier, dtype=torch.bool)
-        adj = self._adjacency()
+        n = self.num_entities
+        rows = torch.arange(len(heads))
+        start_keys = rows * n + heads  # (row, entity) pairs as row * n + entity
+        seen = start_keys.sort().values
+        f_rows, f_nodes = rows, heads
         for _ in range(hops):
-            frontier = (adj @ frontier).clamp_(max=1.0)
-            reached |= frontier > 0
-        reached[heads, torch.arange(len(heads))] = False
-        cols, rows = reached.nonzero(as_tuple=True)
-        return rows, cols
+            first = self.indptr[f_nodes]
+            count = self.indptr[f_nodes + 1] - first
+            offset = torch.repeat_interleave(first - (torch.cumsum(count, 0) - count), count)
+            neighbours = self.indices[offset + torch.arange(len(offset))]
+            keys = torch.unique(torch.repeat_interleave(f_rows, count) * n + neighbours)
+            new = keys[~torch.isin(keys, seen)]
+            if new.numel() == 0:
+                break
+            seen = torch.cat([seen, new]).sort().values
+            f_rows, f_nodes = new // n, new % n
+        found = seen[~torch.isin(seen, start_keys)]
+        return found // n, found % n

@@ -97,6 +97,7 @@ def test_training_graph_hops_match_breadth_first_search():
     for hops in (1, 2, 3):
         rows, cols = g.within_hops(heads, hops)
         got = {(int(r), int(c)) for r, c in zip(rows, cols)}
+        assert len(got) == len(rows)  # each pair once: the re-ranking bonus adds up repeats
         want = set()
         for h in range(n):
             seen, frontier = set(), {h}
