@@ -27,8 +27,8 @@ CACHE_FILE = "entity_embeddings.safetensors"
 
 def inference_copy(encoder: torch.nn.Module, precision: str) -> torch.nn.Module:
     """The encoder as it runs without gradients: a copy whose weights are cast to bf16/fp16
-    once (autocast would re-cast every weight at every call) and whose attention uses the
-    fused kernel (eager attention is only faster when a backward pass follows)."""
+    once (autocast would re-cast every weight at every call). Encoders without a packed
+    forward pass (:mod:`kgc.packed`) run their own, with the fused attention kernel."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     fast = copy.deepcopy(encoder).to(dtype).eval()
     if hasattr(fast, "set_attn_implementation"):

@@ -2,11 +2,10 @@
 
 A batch's sequences, sorted by length, are concatenated into one [T, hidden] matrix of
 real tokens (:class:`kgc.batches.TokenBatch`). Every linear layer, layer norm and
-activation runs on that matrix: one large product per weight instead of one per padded
-chunk, and no work on padding (with chunks of 128 sorted sequences, padding was 18% of the
-tokens of a WN18RR training batch). Only self-attention needs sequences apart: each group
-of similar-length sequences is scattered into an [n, width] grid, attends, and is gathered
-back.
+activation runs on real tokens only: no work on padding (with chunks of 128 sorted
+sequences padded to their longest, padding was 18% of the tokens of a WN18RR training
+batch). Only self-attention needs sequences apart: each group of similar-length sequences
+is scattered into an [n, width] grid, attends, and is gathered back.
 
 The computation is the Hugging Face ``BertModel``'s own, through its own modules (the
 embedding tables, ``attention.output``, ``intermediate``, ``output``), so weights,
