@@ -51,12 +51,16 @@ class TokenBatch:
     seq_lengths: torch.Tensor  # [n] lengths in sorted order
     groups: list[AttentionGroup]
     restore: torch.Tensor  # [n]
-    lengths: list[int]  # real length of each sequence, original order
     pad_id: int
 
     @property
+    def lengths(self) -> list[int]:
+        """Real length of each sequence, in the original order."""
+        return self.seq_lengths[self.restore].tolist()
+
+    @property
     def num_tokens(self) -> int:
-        return sum(self.lengths)
+        return len(self.input_ids)
 
     @classmethod
     def build(cls, ids: list[tuple[int, ...]], types: list[tuple[int, ...]], pad_id: int,
@@ -85,7 +89,7 @@ class TokenBatch:
         restore = torch.empty(len(order), dtype=torch.long)
         restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         return cls(torch.tensor(flat_ids, dtype=torch.long), torch.tensor(flat_types, dtype=torch.long),
-                   position_ids, sequence, seq_lengths, groups, restore, [len(s) for s in ids], pad_id)
+                   position_ids, sequence, seq_lengths, groups, restore, pad_id)
 
     def padded_chunks(self) -> list[dict[str, torch.Tensor]]:
         """One padded ``input_ids``/``attention_mask``/``token_type_ids`` dict per group, for
@@ -107,7 +111,7 @@ class TokenBatch:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return TokenBatch(move(self.input_ids), move(self.token_type_ids), move(self.position_ids),
                           move(self.sequence), move(self.seq_lengths), [g.to(device) for g in self.groups],
-                          move(self.restore), self.lengths, self.pad_id)
+                          move(self.restore), self.pad_id)
 
 
 @dataclass
