@@ -44,11 +44,15 @@ def _encode_sorted(model: BiEncoder, encoder: torch.nn.Module, seqs: list[tuple[
                    pad_id: int, device: torch.device, precision: str, batch_size: int,
                    desc: str | None) -> torch.Tensor:
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    # batches of up to batch_size texts of one length: attention then needs no padding
+    batches: list[list[int]] = []
+    for i in order:
+        if not batches or len(batches[-1]) == batch_size or len(seqs[i][0]) != len(seqs[batches[-1][-1]][0]):
+            batches.append([])
+        batches[-1].append(i)
     out: torch.Tensor | None = None
-    starts = range(0, len(order), batch_size)
     encoder = inference_copy(encoder, precision)
-    for start in tqdm(starts, desc=desc, disable=desc is None, leave=False):
-        idx = order[start : start + batch_size]
+    for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False):
         batch = TokenBatch.build([seqs[i][0] for i in idx], [seqs[i][1] for i in idx], pad_id, len(idx))
         vecs = model.encode_with(encoder, batch.to(device))
         if out is None:

@@ -31,7 +31,7 @@ def supports(encoder: nn.Module) -> bool:
             and hasattr(encoder, "embeddings") and hasattr(getattr(encoder, "encoder", None), "layer"))
 
 
-def _self_attention(attn: nn.Module, x: torch.Tensor, g: AttentionGroup, mask: torch.Tensor) -> torch.Tensor:
+def _self_attention(attn: nn.Module, x: torch.Tensor, g: AttentionGroup, mask: torch.Tensor | None) -> torch.Tensor:
     """Multi-head self-attention of one group's sequences; [tokens, hidden] in and out.
 
     Plain products and softmax: for sequences of ~30 tokens they beat the fused CPU kernel
@@ -42,13 +42,15 @@ def _self_attention(attn: nn.Module, x: torch.Tensor, g: AttentionGroup, mask: t
     weight = torch.cat([attn.query.weight * attn.scaling, attn.key.weight, attn.value.weight])
     bias = torch.cat([attn.query.bias * attn.scaling, attn.key.bias, attn.value.bias])
     qkv = F.linear(x, weight, bias)  # [tokens, 3 * hidden]
-    grid = qkv.new_zeros(g.num_seqs * g.width, 3 * hidden).index_copy(0, g.slots, qkv)
-    q, k, v = grid.view(g.num_seqs, g.width, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # [n, heads, width, dim]
-    probs = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + mask, dim=-1)
+    if mask is not None:  # scatter into the padded grid
+        qkv = qkv.new_zeros(g.num_seqs * g.width, 3 * hidden).index_copy(0, g.slots, qkv)
+    q, k, v = qkv.view(g.num_seqs, g.width, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # [n, heads, width, dim]
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
     if attn.training and attn.dropout.p > 0:
         probs = attn.dropout(probs)
-    ctx = torch.matmul(probs.to(v.dtype), v)
-    return ctx.transpose(1, 2).reshape(g.num_seqs * g.width, hidden).index_select(0, g.slots)
+    ctx = torch.matmul(probs.to(v.dtype), v).transpose(1, 2).reshape(g.num_seqs * g.width, hidden)
+    return ctx if mask is None else ctx.index_select(0, g.slots)
 
 
 def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
@@ -64,8 +66,11 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
     x = emb.dropout(emb.LayerNorm(x))
     out = []
     for g, h in zip(batch.groups, x.split([g.end - g.start for g in batch.groups])):
-        # additive key mask, shared by every layer and head: 0 for real tokens, -inf for padding
-        mask = torch.zeros(g.real.shape, device=h.device).masked_fill(~g.real, float("-inf"))[:, None, None, :]
+        # additive key mask, shared by every layer and head: 0 for real tokens, -inf for
+        # padding; none when the group's sequences all have the same length
+        mask = None
+        if g.num_seqs * g.width > g.end - g.start:
+            mask = torch.zeros(g.real.shape, device=h.device).masked_fill(~g.real, float("-inf"))[:, None, None, :]
         for layer in encoder.encoder.layer:
             h = layer.attention.output(_self_attention(layer.attention.self, h, g, mask), h)
             h = layer.output(layer.intermediate(h), h)

@@ -69,15 +69,19 @@ def test_empty_sequence_is_refused():
         TokenBatch.build([(1, 2), ()], [(0, 0), ()], pad_id=0, group_size=2)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_packed_forward_and_gradients_equal_the_models_own(tiny_model, pooling):
+@pytest.mark.parametrize("pooling,lengths,group_size", [
+    ("mean", [4, 17, 2, 30, 9, 9, 23, 1, 12], 4),
+    ("cls", [4, 17, 2, 30, 9, 9, 23, 1, 12], 4),
+    ("mean", [5, 9, 5, 9, 5, 5], 2),  # every group of one length: attention without padding
+])
+def test_packed_forward_and_gradients_equal_the_models_own(tiny_model, pooling, lengths, group_size):
     torch.manual_seed(0)
     model = BiEncoder.from_pretrained(str(tiny_model), pooling=pooling).train()
     model.set_dropout(0.0)
     encoder = model.query_encoder
     assert packed.supports(encoder)
-    ids, types = random_sequences(1, [4, 17, 2, 30, 9, 9, 23, 1, 12])
-    batch = TokenBatch.build(ids, types, pad_id=0, group_size=4)
+    ids, types = random_sequences(1, lengths)
+    batch = TokenBatch.build(ids, types, pad_id=0, group_size=group_size)
 
     got = model.encode_with(encoder, batch)
     want = reference_vectors(encoder, ids, types, pooling)
