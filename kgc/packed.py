@@ -46,7 +46,9 @@ def _self_attention(attn: nn.Module, x: torch.Tensor, g: AttentionGroup, mask: t
         qkv = qkv.new_zeros(g.num_seqs * g.width, 3 * hidden).index_copy(0, g.slots, qkv)
     q, k, v = qkv.view(g.num_seqs, g.width, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # [n, heads, width, dim]
     scores = torch.matmul(q, k.transpose(-1, -2))
-    probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+    if mask is not None:
+        scores = scores + mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # in fp32 whatever the precision
     if attn.training and attn.dropout.p > 0:
         probs = attn.dropout(probs)
     ctx = torch.matmul(probs.to(v.dtype), v).transpose(1, 2).reshape(g.num_seqs * g.width, hidden)
