@@ -485,6 +485,20 @@ def test_property_permuting_candidates_keeps_ranks(p, rnd):
 # --------------------------------------------------------------------------------------
 
 
+def test_counts_stay_exact_beyond_float32_integers():
+    """Ranks are counted by summing 0/1 floats; from 2^24 candidates on a float32 sum would
+    stop counting (2^24 + 1 == 2^24 in float32), so the count switches to float64."""
+    n = 2**24 + 7
+    entity_emb = torch.ones(n, 1)
+    entity_emb[:3] = 2.0  # three candidates above the target...
+    target = n - 1
+    entity_emb[target] = 1.0  # ...which ties with every other candidate
+    res = filtered_ranks(torch.ones(1, 1), entity_emb, torch.tensor([target]), top_k=1)
+    assert res.optimistic.item() == 4
+    assert res.pessimistic.item() == n
+    assert res.realistic.item() == (4 + n) / 2
+
+
 def test_auto_chunk_size_uses_available_memory(monkeypatch):
     real = auto_chunk_size(10_000)
     assert 1 <= real <= 8192
