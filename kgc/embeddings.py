@@ -78,14 +78,16 @@ def encode_entities(model: BiEncoder, tokens: TokenCache, device: torch.device, 
 def encode_queries(model: BiEncoder, tokens: TokenCache, heads: torch.Tensor, relations: torch.Tensor,
                    device: torch.device, precision: str, batch_size: int = 512,
                    progress: bool = True) -> torch.Tensor:
-    """[Q, d] float32 unit vectors of (head, relation) queries."""
+    """[Q, d] float32 unit vectors of (head, relation) queries; a pair asked several times
+    (a 1-to-N relation: 9% of WN18RR's test queries) is encoded once."""
     was_training = model.training
     model.eval()
-    seqs = [tokens.query(h, r) for h, r in zip(heads.tolist(), relations.tolist())]
+    pairs, where = torch.stack([heads, relations], dim=1).unique(dim=0, return_inverse=True)
+    seqs = [tokens.query(h, r) for h, r in pairs.tolist()]
     vecs = _encode_sorted(model, model.query_encoder, seqs, tokens.pad_id, device, precision, batch_size,
                           "encoding queries" if progress else None)
     model.train(was_training)
-    return vecs
+    return vecs[where.to(vecs.device)]
 
 
 def fingerprint(checkpoint_dir: Path, tokens: TokenCache, precision: str) -> str:

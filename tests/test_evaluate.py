@@ -8,6 +8,7 @@ import torch
 
 from kgc.config import load_config
 from kgc.dataset import Dataset
+from kgc import embeddings
 from kgc.embeddings import encode_entities, encode_queries
 from kgc.encoder import BiEncoder, load_tokenizer
 from kgc.evaluate import evaluate, rank_queries, split_queries
@@ -57,6 +58,24 @@ def test_optimised_ranks_equal_reference_both_directions(umls_tiny, filter_head)
         fast = rank_queries(ds, cfg, queries, qv, ev)
         slow = reference_ranks(ds, queries, qv, ev, filter_head=filter_head)
         assert torch.equal(fast.realistic, slow), direction
+
+
+def test_repeated_queries_are_encoded_once_with_the_same_vectors(umls_tiny, monkeypatch):
+    cfg, ds, model = umls_tiny
+    queries = split_queries(ds, "test", max_queries=30)["forward"]
+    heads = torch.cat([queries[:, 0], queries[:5, 0], queries[:5, 0]])
+    rels = torch.cat([queries[:, 1], queries[:5, 1], queries[:5, 1]])
+    encoded = []
+    real = embeddings._encode_sorted
+    monkeypatch.setattr(embeddings, "_encode_sorted", lambda *a, **k: encoded.append(len(a[2])) or real(*a, **k))
+    qv = encode_queries(model, ds.tokens, heads, rels, torch.device("cpu"), "fp32", 64, False)
+    distinct = len(set(zip(heads.tolist(), rels.tolist())))
+    assert encoded == [distinct] and distinct < len(heads)
+    assert qv.shape == (len(heads), model.dim)
+    alone = [encode_queries(model, ds.tokens, heads[i:i + 1], rels[i:i + 1], torch.device("cpu"), "fp32", 64, False)[0]
+             for i in range(len(heads))]
+    assert torch.allclose(qv, torch.stack(alone), atol=1e-5)
+    assert torch.equal(qv[-5:], qv[:5]) and torch.equal(qv[-10:-5], qv[:5])
 
 
 def test_rerank_bonus_equals_reference(umls_tiny):
