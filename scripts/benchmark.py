@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,10 +39,25 @@ from kgc.encoder import BiEncoder, load_tokenizer  # noqa: E402
 from kgc.evaluate import evaluate  # noqa: E402
 from kgc.flops import encoder_shape, forward_flops  # noqa: E402
 from kgc.io import write_json  # noqa: E402
-from kgc.precision import pick_device, resolve_precision  # noqa: E402
+from kgc.precision import cpu_bf16_flags, pick_device, resolve_precision  # noqa: E402
 from kgc.train import train  # noqa: E402
 
 log = logging.getLogger("kgc")
+
+
+def processor_name(device: torch.device) -> str:
+    """The CPU's (or GPU's) model name: absolute figures depend on the processor and its
+    bf16 units (AMX, AVX-512 bf16), so the report says which one ran."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float) -> float:
@@ -74,12 +90,16 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("transformers", "dgl"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    transformers.utils.logging.disable_progress_bar()  # checkpoint writes inside training
 
     device = pick_device()
     precision = resolve_precision(args.precision, device)
     steps = args.train_steps or (4 if args.quick else 12)
-    results: dict = {"precision": precision, "device": str(device), "threads": torch.get_num_threads(),
+    results: dict = {"precision": precision, "device": str(device), "processor": processor_name(device),
+                     "cpu_bf16_units": list(cpu_bf16_flags()), "threads": torch.get_num_threads(),
                      "quick": args.quick}
+    print(f"{results['processor']}, {results['threads']} threads, bf16 units: "
+          f"{', '.join(results['cpu_bf16_units']) or 'none'}", flush=True)
 
     # 1. the machine's own peak --------------------------------------------------------
     results["matmul_gflops_fp32"] = matmul_gflops(torch.float32, device, 0.5 if args.quick else 1.5)
