@@ -15,18 +15,32 @@ log = logging.getLogger("kgc")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_bf16_flags() -> tuple[str, ...]:
-    """The CPU flags that make bf16 matrix products fast (empty when none or unknown)."""
+def _cpu_info() -> dict[str, str]:
+    """The fields of the first processor in /proc/cpuinfo (empty when unreadable)."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags = set()
             for line in f:
-                if line.startswith("flags"):
-                    flags.update(line.split(":", 1)[1].split())
+                if not line.strip():
                     break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
     except OSError:
-        return ()
-    return tuple(sorted(flags & {"amx_bf16", "avx512_bf16"}))
+        pass
+    return info
+
+
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The CPU flags that make bf16 matrix products fast (empty when none or unknown)."""
+    return tuple(sorted(set(_cpu_info().get("flags", "").split()) & {"amx_bf16", "avx512_bf16"}))
+
+
+def processor_name(device: torch.device) -> str:
+    """The GPU's or CPU's model name, for reports: absolute speed depends on it and on its
+    bf16 units (AMX, AVX-512 bf16)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _cpu_info().get("model name", "unknown")
 
 
 def resolve_precision(setting: str, device: torch.device) -> str:

@@ -39,25 +39,10 @@ from kgc.encoder import BiEncoder, load_tokenizer  # noqa: E402
 from kgc.evaluate import evaluate  # noqa: E402
 from kgc.flops import encoder_shape, forward_flops  # noqa: E402
 from kgc.io import write_json  # noqa: E402
-from kgc.precision import cpu_bf16_flags, pick_device, resolve_precision  # noqa: E402
+from kgc.precision import cpu_bf16_flags, pick_device, processor_name, resolve_precision  # noqa: E402
 from kgc.train import train  # noqa: E402
 
 log = logging.getLogger("kgc")
-
-
-def processor_name(device: torch.device) -> str:
-    """The CPU's (or GPU's) model name: absolute figures depend on the processor and its
-    bf16 units (AMX, AVX-512 bf16), so the report says which one ran."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float) -> float:
