@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from kgc import packed
 from kgc.batches import TokenBatch
-from kgc.encoder import BiEncoder
+from kgc.encoder import BiEncoder, resolve_model_path
 
 
 def random_sequences(seed: int, lengths: list[int], vocab: int = 1000) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
@@ -99,6 +99,31 @@ def test_packed_forward_and_gradients_equal_the_models_own(tiny_model, pooling, 
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
         compared += 1
     assert compared == len(params) - 2
+
+
+def test_bf16_training_pass_agrees_with_the_fp32_model():
+    """Under bf16 autocast the packed pass keeps its residual stream in bf16 (that is what
+    makes it fast); vectors and gradients of the real default model stay those of the fp32
+    model's own padded forward pass within bf16 rounding."""
+    model = BiEncoder.from_pretrained(resolve_model_path("default")).train()
+    model.set_dropout(0.0)
+    encoder = model.entity_module()
+    ids, types = random_sequences(4, [12, 30, 7, 45, 22, 22, 3, 50, 18, 33, 9, 27], vocab=20000)
+    batch = TokenBatch.build(ids, types, pad_id=0, group_size=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert packed.forward(encoder, batch).dtype == torch.bfloat16
+        got = model.encode_with(encoder, batch)
+    want = reference_vectors(encoder, ids, types, "mean")
+    assert F.cosine_similarity(got, want).min() > 0.999
+    weights = torch.randn_like(got)
+    named = [(n, p) for n, p in encoder.named_parameters()
+             # the pooler is unused; a key bias adds one constant to a whole row of attention
+             # scores, which softmax ignores: its true gradient is zero, its cosine noise
+             if not n.startswith("pooler.") and not n.endswith("key.bias")]
+    g_got = torch.autograd.grad((got * weights).sum(), [p for _, p in named])
+    g_want = torch.autograd.grad((want * weights).sum(), [p for _, p in named])
+    for (name, _), a, b in zip(named, g_got, g_want):
+        assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99, name
 
 
 def test_packed_inference_uses_fused_attention_and_agrees(tiny_model):
