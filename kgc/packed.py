@@ -10,7 +10,9 @@ is scattered into an [n, width] grid, attends, and is gathered back.
 The computation is the Hugging Face ``BertModel``'s own, through its own modules (the
 embedding tables, ``attention.output``, ``intermediate``, ``output``), so weights,
 gradients, dropout and ``save_pretrained`` are those of the model; only the self-attention
-arithmetic is written here. A test checks it against the model's padded forward pass.
+arithmetic is written here, and under bf16 autocast the residual stream is kept in bf16.
+Tests check it against the model's padded forward pass (exactly in fp32, within bf16
+rounding under autocast).
 Encoders of other architectures run their own forward pass on padded groups.
 """
 
@@ -73,13 +75,15 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
     x = (emb.word_embeddings(batch.input_ids) + emb.token_type_embeddings(batch.token_type_ids)
          + emb.position_embeddings(batch.position_ids))
     x = emb.dropout(emb.LayerNorm(x))
-    if torch.is_autocast_enabled(x.device.type):
-        # Keep the residual stream in the autocast dtype. Started from the fp32 embedding
-        # tables it would stay fp32 (every residual add promotes), so each linear layer
-        # would re-cast its input and each layer norm run in fp32: 9-11% of a WN18RR training
-        # step here. Layer norms still accumulate in fp32 and weights stay fp32; the
-        # inference copy (kgc.embeddings) runs wholly in bf16 anyway.
-        x = x.to(torch.get_autocast_dtype(x.device.type))
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16:
+        # Keep the residual stream in bf16. Started from the fp32 embedding tables it would
+        # stay fp32 (every residual add promotes), so each linear layer would re-cast its
+        # input and each layer norm run in fp32: 9-11% of a WN18RR training step here.
+        # Layer norms still accumulate in fp32 and weights stay fp32; the inference copy
+        # (kgc.embeddings) runs wholly in bf16 anyway. Not for fp16, whose 5-bit exponent
+        # is too narrow for a residual stream.
+        x = x.to(torch.bfloat16)
     layers = encoder.encoder.layer
     qkv_weights = [_fused_qkv(layer.attention.self) for layer in layers]  # once per pass, not per group
     out = []
