@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from kgc.allocator import use_jemalloc
 from kgc.config import FIELDS, Config, load_config, parse_value
 from kgc.errors import InputError, KGCError
 
@@ -170,5 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Entry point of the ``kgc`` command: restart with jemalloc when it is installed (see
+    :mod:`kgc.allocator`), then :func:`main`."""
+    try:
+        use_jemalloc()
+    except KGCError as err:
+        print(f"kgc: error: {err}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from kgc import checkpoint
+from kgc import allocator, checkpoint
 from kgc.batches import batch_triples, epoch_order, make_batch, num_batches
 from kgc.config import Config
 from kgc.dataset import Dataset
@@ -121,8 +121,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         step, epoch, index, best = state["step"], state["epoch"], state["index"], state["best"]
         history = state["history"]
     q_shape, e_shape = encoder_shape(model.query_encoder), encoder_shape(model.entity_module())
-    log.info("training %s on %s: %d examples (both directions), %d steps of %d, precision %s, device %s",
-             cfg.model, ds.kg.path, len(examples), total_steps, cfg.batch_size, precision, device)
+    log.info("training %s on %s: %d examples (both directions), %d steps of %d, precision %s, device %s, "
+             "memory allocator %s", cfg.model, ds.kg.path, len(examples), total_steps, cfg.batch_size, precision,
+             device, allocator.describe())
 
     def save(final_eval: bool) -> None:
         nonlocal best, t_log, ex_log, flops_log
