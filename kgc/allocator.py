@@ -104,9 +104,9 @@ def use_jemalloc() -> None:
     docstring). Returns at once when jemalloc is already loaded, not wanted or not found.
 
     Call it first thing in a program's entry point: everything before it runs twice."""
-    if sys.platform != "linux" or loaded_jemalloc():
+    if loaded_jemalloc():
         return
-    env = restart_env(os.environ, find_jemalloc())
+    env = restart_env(os.environ, find_jemalloc() if sys.platform == "linux" else None)
     if env is None:
         return
     sys.stdout.flush()

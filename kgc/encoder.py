@@ -57,6 +57,15 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
         raise KGCError(f"cannot load tokenizer {path!r}: {err}") from err
 
 
+def pool_padded(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[n, d] vectors of padded [n, width, d] states: the first token's (``"cls"``) or the mean
+    over the real tokens (``"mean"``)."""
+    if pooling == "cls":
+        return states[:, 0]
+    m = attention_mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1)
+
+
 class BiEncoder(nn.Module):
     def __init__(self, query_encoder: nn.Module, entity_encoder: nn.Module | None, pooling: str = "mean"):
         super().__init__()
@@ -112,15 +121,8 @@ class BiEncoder(nn.Module):
                 pooled = hidden.new_zeros(len(batch), hidden.shape[1]).index_add(0, batch.sequence, hidden)
                 pooled = pooled / batch.seq_lengths.unsqueeze(1).to(pooled.dtype)
         else:
-            out = []
-            for c in batch.padded_chunks():
-                states = encoder(**c).last_hidden_state.float()
-                if self.pooling == "cls":
-                    out.append(states[:, 0])
-                else:
-                    m = c["attention_mask"].unsqueeze(-1).to(states.dtype)
-                    out.append((states * m).sum(1) / m.sum(1))
-            pooled = torch.cat(out)
+            pooled = torch.cat([pool_padded(encoder(**c).last_hidden_state.float(), c["attention_mask"], self.pooling)
+                                for c in batch.padded_chunks()])
         return F.normalize(pooled[batch.restore], dim=-1)
 
     def encode_queries(self, batch) -> torch.Tensor:

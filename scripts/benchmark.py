@@ -37,10 +37,10 @@ if (REPO.parent / "shared" / "data").is_dir():
     os.environ.setdefault("KGC_DATA_ROOT", str(REPO.parent / "shared" / "data"))
 
 from kgc import allocator  # noqa: E402
-from kgc.batches import batch_triples, epoch_order, make_batch  # noqa: E402
+from kgc.batches import TokenBatch, batch_triples, epoch_order, make_batch  # noqa: E402
 from kgc.config import Config, load_config  # noqa: E402
 from kgc.dataset import Dataset  # noqa: E402
-from kgc.encoder import BiEncoder, load_tokenizer, resolve_model_path  # noqa: E402
+from kgc.encoder import BiEncoder, load_tokenizer, pool_padded, resolve_model_path  # noqa: E402
 from kgc.evaluate import evaluate  # noqa: E402
 from kgc.flops import encoder_shape, forward_flops  # noqa: E402
 from kgc.io import write_json  # noqa: E402
@@ -89,18 +89,12 @@ def reference_examples_per_s(cfg: Config, ds: Dataset, device: torch.device, bat
     order = epoch_order(len(examples), cfg.seed, 0)
 
     def encode(encoder: torch.nn.Module, texts: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> torch.Tensor:
-        width = max(len(ids) for ids, _ in texts)
-        ids = torch.full((len(texts), width), ds.tokens.pad_id)
-        types = torch.zeros_like(ids)
-        mask = torch.zeros_like(ids)
-        for row, (text_ids, text_types) in enumerate(texts):
-            ids[row, :len(text_ids)] = torch.tensor(text_ids)
-            types[row, :len(text_types)] = torch.tensor(text_types)
-            mask[row, :len(text_ids)] = 1
-        mask = mask.to(device)
-        states = encoder(input_ids=ids.to(device), attention_mask=mask, token_type_ids=types.to(device)).last_hidden_state
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        return F.normalize((states * weights).sum(1) / weights.sum(1), dim=-1)
+        """One forward pass over all ``texts`` padded to the longest of them."""
+        batch = TokenBatch.build([ids for ids, _ in texts], [types for _, types in texts], ds.tokens.pad_id,
+                                 group_size=len(texts)).to(device)
+        (padded,) = batch.padded_chunks()
+        pooled = pool_padded(encoder(**padded).last_hidden_state, padded["attention_mask"], "mean")
+        return F.normalize(pooled[batch.restore], dim=-1)
 
     seconds = 0.0
     for index in range(steps + 1):
