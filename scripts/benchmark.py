@@ -127,6 +127,10 @@ def main() -> int:
     args = parser.parse_args()
     allocator.use_jemalloc()  # restarts this script once with jemalloc preloaded, when installed
     t_start = time.perf_counter()
+
+    def elapsed() -> str:
+        return f"[{time.perf_counter() - t_start:.0f} s] "
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("transformers", "dgl"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -148,7 +152,7 @@ def main() -> int:
     if precision == "fp16":
         peak = matmul_gflops(torch.float16, device, 1.0)
     results["peak_gflops_used"] = peak
-    print(f"[{time.perf_counter() - t_start:.0f} s] matmul peak: fp32 {results['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {results['matmul_gflops_bf16']:.0f} GFLOP/s",
+    print(f"{elapsed()}matmul peak: fp32 {results['matmul_gflops_fp32']:.0f} GFLOP/s, bf16 {results['matmul_gflops_bf16']:.0f} GFLOP/s",
           flush=True)
 
     # 2. training ------------------------------------------------------------------------
@@ -168,10 +172,11 @@ def main() -> int:
     # the ceiling: every model FLOP of these steps at the measured matmul peak
     flops_per_example = summary["model_flops_per_s"] / summary["examples_per_s"]
     results["train_examples_per_s_at_peak"] = peak * 1e9 / flops_per_example
-    print(f"[{time.perf_counter() - t_start:.0f} s] training: {results['train_examples_per_s']:.1f} examples/s, "
+    print(f"{elapsed()}training: {results['train_examples_per_s']:.1f} examples/s, "
           f"{results['train_model_gflops']:.0f} GFLOP/s = {results['train_flops_fraction_of_peak']:.1%} of peak "
           f"(all at peak: {results['train_examples_per_s_at_peak']:.1f} examples/s)", flush=True)
 
+    # 5. the reference step (before 3: the dataset built here serves the evaluation too) --
     cfg = load_config(REPO / "configs" / "wn18rr.yaml", {"data_dir": args.data_dir, "precision": args.precision,
                                                           "max_tokens": 50})
     ds = Dataset.build(cfg, load_tokenizer(cfg.model))
@@ -180,7 +185,7 @@ def main() -> int:
     results["reference_train_examples_per_s"] = reference_examples_per_s(cfg, ds, device, ref_batch,
                                                                          1 if args.quick else 2)
     results["train_speedup_vs_reference"] = results["train_examples_per_s"] / results["reference_train_examples_per_s"]
-    print(f"[{time.perf_counter() - t_start:.0f} s] reference step (fp32, padded, batch {ref_batch}): {results['reference_train_examples_per_s']:.1f} "
+    print(f"{elapsed()}reference step (fp32, padded, batch {ref_batch}): {results['reference_train_examples_per_s']:.1f} "
           f"examples/s; kgc is {results['train_speedup_vs_reference']:.1f}x faster", flush=True)
 
     # 3. encoding and full evaluation ---------------------------------------------------
@@ -199,9 +204,9 @@ def main() -> int:
     results["eval_wn18rr_test_seconds"] = metrics["seconds"]
     results["eval_queries"] = metrics["count"]
     results["eval_untrained_metrics"] = {k: metrics[k] for k in ("mrr", "mr", "hits@1", "hits@3", "hits@10")}
-    print(f"[{time.perf_counter() - t_start:.0f} s] encoding: {results['encode_entities_per_s']:.0f} entities/s, {results['encode_model_gflops']:.0f} GFLOP/s "
+    print(f"{elapsed()}encoding: {results['encode_entities_per_s']:.0f} entities/s, {results['encode_model_gflops']:.0f} GFLOP/s "
           f"= {results['encode_flops_fraction_of_peak']:.1%} of peak", flush=True)
-    print(f"[{time.perf_counter() - t_start:.0f} s] evaluation of WN18RR test ({metrics['count']} queries, {ds.kg.num_entities} entities): "
+    print(f"{elapsed()}evaluation of WN18RR test ({metrics['count']} queries, {ds.kg.num_entities} entities): "
           f"{metrics['seconds']:.1f} s (entity encoding {enc:.1f} s)", flush=True)
 
     # table ------------------------------------------------------------------------------
