@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from kgc.answers import KnownAnswers
+from kgc.lanes import lanes_for
 from kgc.tokens import TokenCache
 
 
@@ -37,7 +38,8 @@ class AttentionGroup:
 
 @dataclass
 class TokenBatch:
-    """Sequences sorted by length and packed: their tokens concatenated without padding.
+    """Sequences sorted by length (within each lane, see :mod:`kgc.lanes`) and packed: their
+    tokens concatenated without padding.
 
     Linear layers, layer norms and activations then run on real tokens only; attention
     works group by group (``groups``, each padded to its own longest sequence). ``restore``
@@ -52,6 +54,16 @@ class TokenBatch:
     groups: list[AttentionGroup]
     restore: torch.Tensor  # [n]
     pad_id: int
+    lane_groups: list[int] | None = None  # groups of each lane: lane k has groups[lane_groups[k]:lane_groups[k + 1]]
+
+    def __post_init__(self) -> None:
+        if self.lane_groups is None:
+            self.lane_groups = [0, len(self.groups)]
+
+    @property
+    def lane_tokens(self) -> list[int]:
+        """Tokens of each lane (:mod:`kgc.lanes`), in packed order."""
+        return [sum(g.end - g.start for g in self.groups[a:b]) for a, b in zip(self.lane_groups, self.lane_groups[1:])]
 
     @property
     def lengths(self) -> list[int]:
@@ -64,11 +76,18 @@ class TokenBatch:
 
     @classmethod
     def build(cls, ids: list[tuple[int, ...]], types: list[tuple[int, ...]], pad_id: int,
-              group_size: int) -> "TokenBatch":
-        """Pack ``ids``/``types`` (one tuple per sequence); ``group_size`` sequences attend per group."""
+              group_size: int, lanes: int = 1) -> "TokenBatch":
+        """Pack ``ids``/``types`` (one tuple per sequence); ``group_size`` sequences attend per group.
+
+        With ``lanes`` > 1 the length-sorted sequences are dealt round-robin into that many
+        lanes (which evens out their tokens), packed lane after lane, each lane sorted and
+        cut into its own groups: :mod:`kgc.lanes` encodes each lane on its own core."""
         if any(len(s) == 0 for s in ids):
             raise ValueError("cannot encode an empty sequence")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        by_length = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        lanes = max(1, min(lanes, len(ids)))
+        lane_members = [by_length[k::lanes] for k in range(lanes)]
+        order = [i for members in lane_members for i in members]
         sorted_lengths = [len(ids[i]) for i in order]
         flat_ids = [tok for i in order for tok in ids[i]]
         flat_types = [tok for i in order for tok in types[i]]
@@ -76,20 +95,24 @@ class TokenBatch:
         sequence = torch.repeat_interleave(torch.arange(len(order)), seq_lengths)
         starts = torch.cumsum(seq_lengths, 0) - seq_lengths
         position_ids = torch.arange(len(flat_ids)) - starts[sequence]
-        groups, token = [], 0
-        for first in range(0, len(order), group_size):
-            group_lengths = seq_lengths[first : first + group_size]
-            n, width, size = len(group_lengths), int(group_lengths.max()), int(group_lengths.sum())
-            rows = sequence[token : token + size] - first
-            cols = position_ids[token : token + size]
-            real = torch.zeros(n, width, dtype=torch.bool)
-            real[rows, cols] = True
-            groups.append(AttentionGroup(token, token + size, n, width, rows * width + cols, real))
-            token += size
+        groups, lane_groups, token, lane_start = [], [0], 0, 0
+        for members in lane_members:
+            for first in range(lane_start, lane_start + len(members), group_size):
+                last = min(first + group_size, lane_start + len(members))
+                group_lengths = seq_lengths[first:last]
+                n, width, size = len(group_lengths), int(group_lengths.max()), int(group_lengths.sum())
+                rows = sequence[token : token + size] - first
+                cols = position_ids[token : token + size]
+                real = torch.zeros(n, width, dtype=torch.bool)
+                real[rows, cols] = True
+                groups.append(AttentionGroup(token, token + size, n, width, rows * width + cols, real))
+                token += size
+            lane_start += len(members)
+            lane_groups.append(len(groups))
         restore = torch.empty(len(order), dtype=torch.long)
         restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         return cls(torch.tensor(flat_ids, dtype=torch.long), torch.tensor(flat_types, dtype=torch.long),
-                   position_ids, sequence, seq_lengths, groups, restore, pad_id)
+                   position_ids, sequence, seq_lengths, groups, restore, pad_id, lane_groups)
 
     def padded_chunks(self) -> list[dict[str, torch.Tensor]]:
         """One padded ``input_ids``/``attention_mask``/``token_type_ids`` dict per group, for
@@ -111,7 +134,7 @@ class TokenBatch:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return TokenBatch(move(self.input_ids), move(self.token_type_ids), move(self.position_ids),
                           move(self.sequence), move(self.seq_lengths), [g.to(device) for g in self.groups],
-                          move(self.restore), self.pad_id)
+                          move(self.restore), self.pad_id, self.lane_groups)
 
 
 @dataclass
@@ -131,8 +154,9 @@ class Batch:
 
 
 def make_batch(triples: torch.Tensor, tokens: TokenCache, known: KnownAnswers, chunk_size: int,
-               self_negatives: bool = True) -> Batch:
-    """Assemble one batch from [B, 3] triples (relations already in [0, 2R))."""
+               self_negatives: bool = True, lanes: int = 1) -> Batch:
+    """Assemble one batch from [B, 3] triples (relations already in [0, 2R)); ``lanes``: see
+    :mod:`kgc.lanes`."""
     h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
     q_ids, q_types = [], []
     for head, rel, tail in triples.tolist():
@@ -161,8 +185,8 @@ def make_batch(triples: torch.Tensor, tokens: TokenCache, known: KnownAnswers, c
     head_known = known.contains(h, r, h).diagonal() | (h == t)
     return Batch(
         triples=triples,
-        queries=TokenBatch.build(q_ids, q_types, tokens.pad_id, chunk_size),
-        entities=TokenBatch.build(e_ids, e_types, tokens.pad_id, chunk_size),
+        queries=TokenBatch.build(q_ids, q_types, tokens.pad_id, chunk_size, lanes_for(len(q_ids), lanes)),
+        entities=TokenBatch.build(e_ids, e_types, tokens.pad_id, chunk_size, lanes_for(len(e_ids), lanes)),
         tail_index=torch.tensor(tail_index, dtype=torch.long),
         head_index=torch.tensor(head_index, dtype=torch.long),
         batch_known=batch_known,

@@ -64,6 +64,7 @@ class Config:
     seed: int = 42
     max_nonfinite_steps: int = 5  # abort after this many non-finite steps in a row
     num_threads: int | None = None
+    cpu_lanes: int | None = None  # threads encoding parts of a batch side by side on CPU (kgc.lanes); null = one per thread
     log_every: int = 20
     save_every: int | None = None  # also checkpoint last/ every N steps (epoch ends always do)
     eval_every: int | None = None  # also evaluate (and keep best/) every N steps
@@ -133,8 +134,8 @@ def from_dict(values: dict[str, Any], source: str = "config") -> Config:
             raise ConfigError(f"{source}: unknown setting '{key}'{hint}")
         checked[key] = _check_type(key, value, source)
     cfg = Config(**checked)
-    for key in ("batch_size", "epochs", "max_tokens", "encode_chunk", "eval_batch_size"):
-        if getattr(cfg, key) < 1:
+    for key in ("batch_size", "epochs", "max_tokens", "encode_chunk", "eval_batch_size", "cpu_lanes"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise ConfigError(f"{source}: '{key}' must be at least 1, got {getattr(cfg, key)}")
     from kgc.losses import LOSSES  # checked here so a typo names the config file, before any model loads
 

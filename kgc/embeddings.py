@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from kgc.batches import TokenBatch
+from kgc.lanes import lanes_for, resolve_lanes
 from kgc.encoder import BiEncoder
 from kgc.io import atomic_path
 from kgc.tokens import TokenCache
@@ -42,7 +43,7 @@ def inference_copy(encoder: torch.nn.Module, precision: str) -> torch.nn.Module:
 @torch.no_grad()
 def _encode_sorted(model: BiEncoder, encoder: torch.nn.Module, seqs: list[tuple[tuple[int, ...], tuple[int, ...]]],
                    pad_id: int, device: torch.device, precision: str, batch_size: int,
-                   desc: str | None) -> torch.Tensor:
+                   desc: str | None, lanes: int | None = None) -> torch.Tensor:
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
     # batches of up to batch_size texts of one length: attention then needs no padding
     batches: list[list[int]] = []
@@ -52,8 +53,10 @@ def _encode_sorted(model: BiEncoder, encoder: torch.nn.Module, seqs: list[tuple[
         batches[-1].append(i)
     out: torch.Tensor | None = None
     encoder = inference_copy(encoder, precision)
+    lanes = resolve_lanes(lanes, device)
     for idx in tqdm(batches, desc=desc, disable=desc is None, leave=False):
-        batch = TokenBatch.build([seqs[i][0] for i in idx], [seqs[i][1] for i in idx], pad_id, len(idx))
+        batch = TokenBatch.build([seqs[i][0] for i in idx], [seqs[i][1] for i in idx], pad_id, len(idx),
+                                 lanes_for(len(idx), lanes))
         vecs = model.encode_with(encoder, batch.to(device))
         if out is None:
             out = torch.empty(len(seqs), vecs.shape[1], dtype=torch.float32, device=device)
@@ -64,20 +67,21 @@ def _encode_sorted(model: BiEncoder, encoder: torch.nn.Module, seqs: list[tuple[
 
 
 def encode_entities(model: BiEncoder, tokens: TokenCache, device: torch.device, precision: str,
-                    batch_size: int = 512, progress: bool = True) -> torch.Tensor:
-    """[N, d] float32 unit vectors of every entity (its text with all its neighbour names)."""
+                    batch_size: int = 512, progress: bool = True, lanes: int | None = None) -> torch.Tensor:
+    """[N, d] float32 unit vectors of every entity (its text with all its neighbour names);
+    ``lanes``: the ``cpu_lanes`` setting (:mod:`kgc.lanes`, ``None`` = one per CPU thread)."""
     was_training = model.training
     model.eval()
     seqs = [tokens.entity(e) for e in range(len(tokens.entities))]
     vecs = _encode_sorted(model, model.entity_module(), seqs, tokens.pad_id, device, precision, batch_size,
-                          "encoding entities" if progress else None)
+                          "encoding entities" if progress else None, lanes)
     model.train(was_training)
     return vecs
 
 
 def encode_queries(model: BiEncoder, tokens: TokenCache, heads: torch.Tensor, relations: torch.Tensor,
                    device: torch.device, precision: str, batch_size: int = 512,
-                   progress: bool = True) -> torch.Tensor:
+                   progress: bool = True, lanes: int | None = None) -> torch.Tensor:
     """[Q, d] float32 unit vectors of (head, relation) queries; a pair asked several times
     (a 1-to-N relation: 9% of WN18RR's test queries) is encoded once."""
     was_training = model.training
@@ -85,7 +89,7 @@ def encode_queries(model: BiEncoder, tokens: TokenCache, heads: torch.Tensor, re
     pairs, where = torch.stack([heads, relations], dim=1).unique(dim=0, return_inverse=True)
     seqs = [tokens.query(h, r) for h, r in pairs.tolist()]
     vecs = _encode_sorted(model, model.query_encoder, seqs, tokens.pad_id, device, precision, batch_size,
-                          "encoding queries" if progress else None)
+                          "encoding queries" if progress else None, lanes)
     model.train(was_training)
     return vecs[where.to(vecs.device)]
 

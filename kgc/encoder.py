@@ -134,6 +134,10 @@ class BiEncoder(nn.Module):
     def entity_module(self) -> nn.Module:
         return self.entity_encoder or self.query_encoder
 
+    def dropout_active(self) -> bool:
+        """Whether a forward pass in training mode draws dropout masks."""
+        return self.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.modules())
+
     def set_dropout(self, p: float | None) -> None:
         """Set every dropout layer's probability (``None`` leaves the pretrained values).
 

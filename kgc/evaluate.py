@@ -67,12 +67,13 @@ def evaluate(model: BiEncoder, ds: Dataset, cfg: Config, split: str, device: tor
     """Metrics of ``split`` (both directions) and, per direction, its queries and ranks."""
     start = time.perf_counter()
     if entity_vecs is None:
-        entity_vecs = encode_entities(model, ds.tokens, device, precision, cfg.eval_batch_size, progress)
+        entity_vecs = encode_entities(model, ds.tokens, device, precision, cfg.eval_batch_size, progress,
+                                      cfg.cpu_lanes)
     encode_seconds = time.perf_counter() - start
     results = {}
     for direction, queries in split_queries(ds, split, cfg.eval_max_queries).items():
         qv = encode_queries(model, ds.tokens, queries[:, 0], queries[:, 1], device, precision,
-                            cfg.eval_batch_size, progress)
+                            cfg.eval_batch_size, progress, cfg.cpu_lanes)
         results[direction] = (queries, rank_queries(ds, cfg, queries, qv, entity_vecs, progress))
     metrics = combine_directions(results["forward"][1], results["backward"][1])
     metrics.update({

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgc import lanes
 from kgc.batches import AttentionGroup, TokenBatch
 
 
@@ -85,16 +86,22 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
         # is too narrow for a residual stream.
         x = x.to(torch.bfloat16)
     layers = encoder.encoder.layer
-    qkv_weights = [_fused_qkv(layer.attention.self) for layer in layers]  # once per pass, not per group
-    out = []
-    for g, h in zip(batch.groups, x.split([g.end - g.start for g in batch.groups])):
-        # additive key mask, shared by every layer and head: 0 for real tokens, -inf for
-        # padding; none when the group's sequences all have the same length
-        mask = None
-        if g.num_seqs * g.width > g.end - g.start:
-            mask = torch.zeros(g.real.shape, device=h.device).masked_fill(~g.real, float("-inf"))[:, None, None, :]
-        for layer, weights in zip(layers, qkv_weights):
-            h = layer.attention.output(_self_attention(layer.attention.self, weights, h, g, mask), h)
-            h = layer.output(layer.intermediate(h), h)
-        out.append(h)
-    return torch.cat(out) if len(out) > 1 else out[0]
+
+    def run_lane(lane: int, x: torch.Tensor) -> torch.Tensor:
+        """The layers over one lane's groups (:mod:`kgc.lanes`); ``x`` holds their tokens."""
+        groups = batch.groups[batch.lane_groups[lane] : batch.lane_groups[lane + 1]]
+        qkv_weights = [_fused_qkv(layer.attention.self) for layer in layers]  # once per pass, not per group
+        out = []
+        for g, h in zip(groups, x.split([g.end - g.start for g in groups])):
+            # additive key mask, shared by every layer and head: 0 for real tokens, -inf for
+            # padding; none when the group's sequences all have the same length
+            mask = None
+            if g.num_seqs * g.width > g.end - g.start:
+                mask = torch.zeros(g.real.shape, device=h.device).masked_fill(~g.real, float("-inf"))[:, None, None, :]
+            for layer, weights in zip(layers, qkv_weights):
+                h = layer.attention.output(_self_attention(layer.attention.self, weights, h, g, mask), h)
+                h = layer.output(layer.intermediate(h), h)
+            out.append(h)
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    return lanes.run_lanes(run_lane, x, batch.lane_tokens, list(layers.parameters()))

@@ -68,7 +68,7 @@ class Predictor:
         key = fingerprint(directory, ds.tokens, precision)
         vecs = load_cached(directory, key)
         if vecs is None:
-            vecs = encode_entities(model, ds.tokens, dev, precision, cfg.eval_batch_size, progress)
+            vecs = encode_entities(model, ds.tokens, dev, precision, cfg.eval_batch_size, progress, cfg.cpu_lanes)
             try:
                 save_cached(directory, key, vecs)
             except OSError as err:  # a read-only checkpoint still predicts
@@ -106,7 +106,7 @@ class Predictor:
         heads = torch.tensor([self.resolve_entity(h) for h, _ in queries], dtype=torch.long)
         rels = torch.tensor([self.resolve_relation(r) for _, r in queries], dtype=torch.long)
         qv = encode_queries(self.model, self.ds.tokens, heads, rels, self.device, self.precision,
-                            self.cfg.eval_batch_size, progress=False)
+                            self.cfg.eval_batch_size, progress=False, lanes=self.cfg.cpu_lanes)
         scores = qv @ self.entity_vecs.T
         if exclude_known:
             rows, cols = self.ds.known.answers(heads, rels)

@@ -28,6 +28,7 @@ from kgc.encoder import BiEncoder, load_tokenizer
 from kgc.errors import KGCError
 from kgc.evaluate import evaluate
 from kgc.flops import encoder_shape, training_flops
+from kgc.lanes import resolve_lanes
 from kgc.io import write_json
 from kgc.plots import plot_history
 from kgc.losses import ARBRegularizer, ContrastiveInputs, build_loss
@@ -94,6 +95,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model.set_dropout(cfg.dropout)
     model.to(device).train()
+    lanes = resolve_lanes(cfg.cpu_lanes, device)
+    if lanes > 1 and model.dropout_active():
+        # dropout masks drawn in several threads come in a random order: a resumed run
+        # would not repeat them (kgc.lanes)
+        log.info("dropout is on: one lane instead of %d", lanes)
+        lanes = 1
     ds = Dataset.build(cfg, tokenizer)
 
     loss_fn.to(device)
@@ -122,8 +129,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         history = state["history"]
     q_shape, e_shape = encoder_shape(model.query_encoder), encoder_shape(model.entity_module())
     log.info("training %s on %s: %d examples (both directions), %d steps of %d, precision %s, device %s, "
-             "memory allocator %s", cfg.model, ds.kg.path, len(examples), total_steps, cfg.batch_size, precision,
-             device, allocator.describe())
+             "memory allocator %s, %d lane(s)", cfg.model, ds.kg.path, len(examples), total_steps, cfg.batch_size,
+             precision, device, allocator.describe(), lanes)
 
     def save(final_eval: bool) -> None:
         nonlocal best, t_log, ex_log, flops_log
@@ -166,7 +173,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         while index < per_epoch and step < total_steps:
             t_step = time.perf_counter()
             triples = batch_triples(examples, order, index, cfg.batch_size)
-            batch = make_batch(triples, ds.tokens, ds.known_train, cfg.encode_chunk, cfg.self_negatives).to(device)
+            batch = make_batch(triples, ds.tokens, ds.known_train, cfg.encode_chunk, cfg.self_negatives, lanes).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg, total_steps)
             heads, rels = batch.triples[:, 0], batch.triples[:, 1]
@@ -246,7 +253,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     save(final_eval=True)
     plot_history(history, out / "training_curve.png", title=f"{cfg.loss} on {ds.kg.path.name}")
     summary = {"steps": step, "epochs": epoch, "best_" + cfg.eval_split + "_mrr": best if best > -math.inf else None,
-               "precision": precision, "output_dir": str(out)}
+               "precision": precision, "lanes": lanes, "output_dir": str(out)}
     if speed["seconds"] > 0:
         summary["examples_per_s"] = speed["examples"] / speed["seconds"]
         summary["model_flops_per_s"] = speed["flops"] / speed["seconds"]
