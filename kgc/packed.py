@@ -70,8 +70,8 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
 
     The embedding look-up runs once over the whole batch (its backward builds one dense
     gradient of the vocabulary table, not one per group); the layers run group by group,
-    whose activations (a few thousand tokens) keep the element-wise steps in cache: the
-    whole batch at once was slower."""
+    whose activations (a few thousand tokens) keep the element-wise steps in cache (the
+    whole batch at once was slower), each lane's groups in its own thread (:mod:`kgc.lanes`)."""
     emb = encoder.embeddings
     x = (emb.word_embeddings(batch.input_ids) + emb.token_type_embeddings(batch.token_type_ids)
          + emb.position_embeddings(batch.position_ids))
@@ -90,7 +90,7 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
     def run_lane(lane: int, x: torch.Tensor) -> torch.Tensor:
         """The layers over one lane's groups (:mod:`kgc.lanes`); ``x`` holds their tokens."""
         groups = batch.groups[batch.lane_groups[lane] : batch.lane_groups[lane + 1]]
-        qkv_weights = [_fused_qkv(layer.attention.self) for layer in layers]  # once per pass, not per group
+        qkv_weights = [_fused_qkv(layer.attention.self) for layer in layers]  # once per lane, not per group
         out = []
         for g, h in zip(groups, x.split([g.end - g.start for g in groups])):
             # additive key mask, shared by every layer and head: 0 for real tokens, -inf for

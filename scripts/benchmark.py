@@ -166,13 +166,14 @@ def main() -> int:
         results["train_wall_seconds"] = time.perf_counter() - start
     results["train_batch_size"] = args.batch_size
     results["train_timed_steps"] = summary["timed_steps"]
+    results["train_lanes"] = summary["lanes"]
     results["train_examples_per_s"] = summary["examples_per_s"]
     results["train_model_gflops"] = summary["model_flops_per_s"] / 1e9
     results["train_flops_fraction_of_peak"] = summary["model_flops_per_s"] / 1e9 / peak
     # the ceiling: every model FLOP of these steps at the measured matmul peak
     flops_per_example = summary["model_flops_per_s"] / summary["examples_per_s"]
     results["train_examples_per_s_at_peak"] = peak * 1e9 / flops_per_example
-    print(f"{elapsed()}training: {results['train_examples_per_s']:.1f} examples/s, "
+    print(f"{elapsed()}training ({results['train_lanes']} lane(s)): {results['train_examples_per_s']:.1f} examples/s, "
           f"{results['train_model_gflops']:.0f} GFLOP/s = {results['train_flops_fraction_of_peak']:.1%} of peak "
           f"(all at peak: {results['train_examples_per_s_at_peak']:.1f} examples/s)", flush=True)
 
