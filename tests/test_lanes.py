@@ -4,14 +4,16 @@ training with lanes must end with the weights of training without them."""
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import kgc.train
 from kgc import lanes, packed
-from kgc.batches import TokenBatch
+from kgc.batches import TokenBatch, make_batch
 from kgc.config import load_config
 from kgc.encoder import BiEncoder
 from kgc.errors import ConfigError
@@ -142,9 +144,12 @@ def _big_graph(tmp_path):
     return d
 
 
-def test_training_with_two_lanes_ends_with_the_weights_of_one_lane(tiny_model, tmp_path, caplog):
+def test_training_with_two_lanes_ends_with_the_weights_of_one_lane(tiny_model, tmp_path, caplog, monkeypatch):
     data = _big_graph(tmp_path)
+    frozen = []  # objects kept from the garbage collector while batches are made (kgc.train)
+    monkeypatch.setattr(kgc.train, "make_batch", lambda *a: frozen.append(gc.get_freeze_count()) or make_batch(*a))
     one, m1 = _train(tiny_model, data, tmp_path / "one", cpu_lanes=1)
+    assert min(frozen) > 0 and gc.get_freeze_count() == 0  # frozen while training, unfrozen after
     with caplog.at_level(logging.INFO, logger="kgc"):
         two, m2 = _train(tiny_model, data, tmp_path / "two", cpu_lanes=2)
     assert (one["lanes"], two["lanes"]) == (1, 2)
