@@ -54,11 +54,7 @@ class TokenBatch:
     groups: list[AttentionGroup]
     restore: torch.Tensor  # [n]
     pad_id: int
-    lane_groups: list[int] | None = None  # groups of each lane: lane k has groups[lane_groups[k]:lane_groups[k + 1]]
-
-    def __post_init__(self) -> None:
-        if self.lane_groups is None:
-            self.lane_groups = [0, len(self.groups)]
+    lane_groups: list[int]  # groups of each lane: lane k has groups[lane_groups[k]:lane_groups[k + 1]]
 
     @property
     def lane_tokens(self) -> list[int]:
