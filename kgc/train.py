@@ -37,6 +37,7 @@ from kgc.precision import autocast, grad_scaler, pick_device, resolve_precision
 from kgc.queues import MomentumQueue, PreBatchQueue, ema_update
 
 log = logging.getLogger("kgc")
+WARMUP_STEPS = 2  # steps of a process left out of its measured throughput (see the training loop)
 
 
 def loss_from_config(cfg: Config) -> torch.nn.Module:
@@ -173,8 +174,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
     try:
         # ---------------------------------------------------------------- loop
         nonfinite, t_log, ex_log, flops_log = 0, time.perf_counter(), 0, 0.0
-        # throughput over every step but the first of this process (which pays one-off costs)
-        speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0}
+        # Throughput over every step but the first two of this process, which pay one-off
+        # costs: the first generates oneDNN's kernels and touches its ~3 GB of activation
+        # memory for the first time (~840,000 page faults for WN18RR at batch 256 here), the
+        # second touches again the ~0.5 GB the optimizer's state took at the end of the
+        # first (~125,000); later steps take a few thousand to a few tens of thousands.
+        speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0, "warmup_seconds": []}
         first_step = step
         bar = tqdm(total=total_steps, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
         while step < total_steps:
@@ -234,7 +239,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                 ex_log += len(triples)
                 step_flops = training_flops(q_shape, batch.queries.lengths) + training_flops(e_shape, batch.entities.lengths)
                 flops_log += step_flops
-                if step > first_step + 1:
+                if step <= first_step + WARMUP_STEPS:
+                    speed["warmup_seconds"].append(round(time.perf_counter() - t_step, 3))
+                else:
                     speed["seconds"] += time.perf_counter() - t_step
                     speed["steps"] += 1
                     speed["examples"] += len(triples)
@@ -267,6 +274,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             summary["examples_per_s"] = speed["examples"] / speed["seconds"]
             summary["model_flops_per_s"] = speed["flops"] / speed["seconds"]
             summary["timed_steps"] = speed["steps"]
+        summary["warmup_step_seconds"] = speed["warmup_seconds"]  # the untimed first steps, for the record
         write_json(out / "train_summary.json", summary)
         return summary
     finally:

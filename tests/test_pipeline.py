@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import kgc
+import kgc.train
 from kgc.cli import main
 from kgc.config import load_config
 from kgc.train import train
@@ -42,6 +43,9 @@ def trained_run(tiny_model, tmp_path_factory):
 def test_training_lowers_the_loss_and_writes_a_checkpoint(trained_run):
     _, out, summary = trained_run
     assert summary["steps"] == 24
+    # throughput over the steps after the untimed warm-up ones (kgc.train.WARMUP_STEPS)
+    assert len(summary["warmup_step_seconds"]) == kgc.train.WARMUP_STEPS
+    assert summary["timed_steps"] == 24 - kgc.train.WARMUP_STEPS and summary["examples_per_s"] > 0
     losses = [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
     assert len(losses) == 24
     assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6
