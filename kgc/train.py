@@ -177,9 +177,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         # Throughput over every step but the first two of this process, which pay one-off
         # costs: the first generates oneDNN's kernels and touches its ~3 GB of activation
         # memory for the first time (~840,000 page faults for WN18RR at batch 256 here), the
-        # second touches again the ~0.5 GB the optimizer's state took at the end of the
-        # first (~125,000); later steps take a few thousand to a few tens of thousands.
-        speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0, "warmup_seconds": []}
+        # second first-touches activation memory again, since AdamW's state (0.36 GB for the
+        # two default encoders) took freed pages at the end of the first: ~125,000 faults,
+        # ~36,000 without an optimizer step; later steps take a few thousand to tens of
+        # thousands while the process grows to its steady size (~40 steps), then few.
+        speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0, "warmup_seconds": [], "step_seconds": []}
         first_step = step
         bar = tqdm(total=total_steps, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
         while step < total_steps:
@@ -242,7 +244,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                 if step <= first_step + WARMUP_STEPS:
                     speed["warmup_seconds"].append(round(time.perf_counter() - t_step, 3))
                 else:
-                    speed["seconds"] += time.perf_counter() - t_step
+                    speed["step_seconds"].append(time.perf_counter() - t_step)
+                    speed["seconds"] += speed["step_seconds"][-1]
                     speed["steps"] += 1
                     speed["examples"] += len(triples)
                     speed["flops"] += step_flops
@@ -274,6 +277,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
             summary["examples_per_s"] = speed["examples"] / speed["seconds"]
             summary["model_flops_per_s"] = speed["flops"] / speed["seconds"]
             summary["timed_steps"] = speed["steps"]
+            times = sorted(speed["step_seconds"])
+            summary["step_seconds"] = {"min": round(times[0], 3), "median": round(times[len(times) // 2], 3),
+                                       "max": round(times[-1], 3)}
         summary["warmup_step_seconds"] = speed["warmup_seconds"]  # the untimed first steps, for the record
         write_json(out / "train_summary.json", summary)
         return summary

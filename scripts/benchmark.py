@@ -186,6 +186,7 @@ def main() -> int:
     results["train_batch_size"] = args.batch_size
     results["train_timed_steps"] = summary["timed_steps"]
     results["train_warmup_step_seconds"] = summary["warmup_step_seconds"]
+    results["train_step_seconds"] = summary["step_seconds"]  # min / median / max of the timed steps
     results["train_lanes"] = summary["lanes"]
     results["train_examples_per_s"] = summary["examples_per_s"]
     results["train_model_gflops"] = summary["model_flops_per_s"] / 1e9
@@ -195,7 +196,9 @@ def main() -> int:
     results["train_examples_per_s_at_peak"] = peak * 1e9 / flops_per_example
     print(f"{elapsed()}training ({results['train_lanes']} lane(s)): {results['train_examples_per_s']:.1f} examples/s, "
           f"{results['train_model_gflops']:.0f} GFLOP/s = {results['train_flops_fraction_of_peak']:.1%} of peak "
-          f"(all at peak: {results['train_examples_per_s_at_peak']:.1f} examples/s)", flush=True)
+          f"(all at peak: {results['train_examples_per_s_at_peak']:.1f} examples/s); a step took "
+          f"{results['train_step_seconds']['min']:.2f} / {results['train_step_seconds']['median']:.2f} / "
+          f"{results['train_step_seconds']['max']:.2f} s (min / median / max)", flush=True)
 
     # 5. the reference step (before 3: the dataset built here serves the evaluation too) --
     cfg = load_config(REPO / "configs" / "wn18rr.yaml", {"data_dir": args.data_dir, "precision": args.precision,

@@ -46,6 +46,8 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(trained_run):
     # throughput over the steps after the untimed warm-up ones (kgc.train.WARMUP_STEPS)
     assert len(summary["warmup_step_seconds"]) == kgc.train.WARMUP_STEPS
     assert summary["timed_steps"] == 24 - kgc.train.WARMUP_STEPS and summary["examples_per_s"] > 0
+    times = summary["step_seconds"]
+    assert 0 < times["min"] <= times["median"] <= times["max"]
     losses = [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
     assert len(losses) == 24
     assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6
