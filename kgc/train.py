@@ -14,6 +14,7 @@ import copy
 import gc
 import logging
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         # two default encoders) took freed pages at the end of the first: ~125,000 faults,
         # ~36,000 without an optimizer step; later steps take a few thousand to tens of
         # thousands while the process grows to its steady size (~40 steps), then few.
-        speed = {"steps": 0, "examples": 0, "flops": 0.0, "seconds": 0.0, "warmup_seconds": [], "step_seconds": []}
+        speed = {"examples": 0, "flops": 0.0, "warmup_seconds": [], "step_seconds": []}
         first_step = step
         bar = tqdm(total=total_steps, initial=step, desc="training", disable=not progress, dynamic_ncols=True)
         while step < total_steps:
@@ -245,8 +246,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
                     speed["warmup_seconds"].append(round(time.perf_counter() - t_step, 3))
                 else:
                     speed["step_seconds"].append(time.perf_counter() - t_step)
-                    speed["seconds"] += speed["step_seconds"][-1]
-                    speed["steps"] += 1
                     speed["examples"] += len(triples)
                     speed["flops"] += step_flops
                 bar.update(1)
@@ -273,13 +272,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict[str,
         plot_history(history, out / "training_curve.png", title=f"{cfg.loss} on {ds.kg.path.name}")
         summary = {"steps": step, "epochs": epoch, "best_" + cfg.eval_split + "_mrr": best if best > -math.inf else None,
                    "precision": precision, "lanes": lanes, "output_dir": str(out)}
-        if speed["seconds"] > 0:
-            summary["examples_per_s"] = speed["examples"] / speed["seconds"]
-            summary["model_flops_per_s"] = speed["flops"] / speed["seconds"]
-            summary["timed_steps"] = speed["steps"]
-            times = sorted(speed["step_seconds"])
-            summary["step_seconds"] = {"min": round(times[0], 3), "median": round(times[len(times) // 2], 3),
-                                       "max": round(times[-1], 3)}
+        times = speed["step_seconds"]
+        if times:
+            summary["examples_per_s"] = speed["examples"] / sum(times)
+            summary["model_flops_per_s"] = speed["flops"] / sum(times)
+            summary["timed_steps"] = len(times)
+            summary["step_seconds"] = {"min": round(min(times), 3), "median": round(statistics.median(times), 3),
+                                       "max": round(max(times), 3)}
         summary["warmup_step_seconds"] = speed["warmup_seconds"]  # the untimed first steps, for the record
         write_json(out / "train_summary.json", summary)
         return summary

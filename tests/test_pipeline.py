@@ -9,10 +9,9 @@ import pytest
 import torch
 
 import kgc
-import kgc.train
 from kgc.cli import main
 from kgc.config import load_config
-from kgc.train import train
+from kgc.train import WARMUP_STEPS, train
 
 
 def tiny_config(tiny_model, data_dir, out, **overrides):
@@ -43,9 +42,9 @@ def trained_run(tiny_model, tmp_path_factory):
 def test_training_lowers_the_loss_and_writes_a_checkpoint(trained_run):
     _, out, summary = trained_run
     assert summary["steps"] == 24
-    # throughput over the steps after the untimed warm-up ones (kgc.train.WARMUP_STEPS)
-    assert len(summary["warmup_step_seconds"]) == kgc.train.WARMUP_STEPS
-    assert summary["timed_steps"] == 24 - kgc.train.WARMUP_STEPS and summary["examples_per_s"] > 0
+    # throughput over the steps after the untimed warm-up ones (WARMUP_STEPS)
+    assert len(summary["warmup_step_seconds"]) == WARMUP_STEPS
+    assert summary["timed_steps"] == 24 - WARMUP_STEPS and summary["examples_per_s"] > 0
     times = summary["step_seconds"]
     assert 0 < times["min"] <= times["median"] <= times["max"]
     losses = [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
