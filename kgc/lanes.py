@@ -98,7 +98,7 @@ class _Lanes(torch.autograd.Function):
             return torch.autograd.grad(ctx.lane_outputs[k], (ctx.lane_inputs[k], *ctx.params), g, allow_unused=True)
 
         per_lane = _in_threads([functools.partial(lane_backward, k, g)
-                                for k, g in enumerate(grad.split([len(x) for x in ctx.lane_inputs]))])
+                                for k, g in enumerate(grad.split([len(out) for out in ctx.lane_outputs]))])
         grad_x = torch.cat([g[0] if g[0] is not None else torch.zeros_like(x)
                             for g, x in zip(per_lane, ctx.lane_inputs)])
         param_grads = []

@@ -90,6 +90,26 @@ def test_lanes_without_gradients_and_under_bf16_autocast(tiny_model):
         assert F.cosine_similarity(model.encode_with(encoder, two), model.encode_with(encoder, one)).min() > 0.999
 
 
+def test_lanes_whose_outputs_have_other_row_counts_than_their_inputs():
+    """``run`` may return fewer rows than it got (a lane pooling its tokens into one vector
+    per text): each lane's share of the gradient is cut by its output rows, not its input rows."""
+    torch.manual_seed(3)
+    x, w = torch.randn(10, 4, requires_grad=True), torch.randn(4, 4, requires_grad=True)
+    sizes = [7, 3]
+
+    def run(lane: int, part: torch.Tensor) -> torch.Tensor:
+        return torch.stack([(part @ w).sum(0), (part @ w).max(0).values, part[0] * (lane + 1)])  # 3 rows
+
+    def one_lane() -> torch.Tensor:
+        return torch.cat([run(k, part) for k, part in enumerate(x.split(sizes))])
+
+    upstream = torch.randn(6, 4)
+    want = torch.autograd.grad((one_lane() * upstream).sum(), (x, w))
+    got = torch.autograd.grad((lanes.run_lanes(run, x, sizes, [w]) * upstream).sum(), (x, w))
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_an_error_in_a_lane_reaches_the_caller():
     threads = torch.get_num_threads()
 
