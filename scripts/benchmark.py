@@ -83,6 +83,13 @@ def cpu_steal_seconds() -> float | None:
         return None
 
 
+def stolen_since(mark: float | None) -> float | None:
+    """Seconds the hypervisor gave to other guests since ``mark`` (a :func:`cpu_steal_seconds`
+    reading); None where that is unknown."""
+    now = cpu_steal_seconds()
+    return None if mark is None or now is None else now - mark
+
+
 def reference_examples_per_s(cfg: Config, ds: Dataset, device: torch.device, batch_size: int,
                              steps: int) -> float:
     """Training examples/s of a plain step as the SimKGC paper's code takes one, on kgc's data.
@@ -182,7 +189,7 @@ def main() -> int:
         summary = train(cfg, progress=False)
         results["train_wall_seconds"] = time.perf_counter() - start
         # time the hypervisor gave to other guests while training ran: what makes runs differ
-        results["train_cpu_steal_seconds"] = None if steal is None else cpu_steal_seconds() - steal
+        results["train_cpu_steal_seconds"] = stolen_since(steal)
     results["train_batch_size"] = args.batch_size
     results["train_timed_steps"] = summary["timed_steps"]
     results["train_warmup_step_seconds"] = summary["warmup_step_seconds"]
@@ -209,7 +216,7 @@ def main() -> int:
     steal = cpu_steal_seconds()
     results["reference_train_examples_per_s"] = reference_examples_per_s(cfg, ds, device, ref_batch,
                                                                          1 if args.quick else 3)
-    results["reference_cpu_steal_seconds"] = None if steal is None else cpu_steal_seconds() - steal
+    results["reference_cpu_steal_seconds"] = stolen_since(steal)
     results["train_speedup_vs_reference"] = results["train_examples_per_s"] / results["reference_train_examples_per_s"]
     print(f"{elapsed()}reference step (fp32, padded, batch {ref_batch}): {results['reference_train_examples_per_s']:.1f} "
           f"examples/s; kgc is {results['train_speedup_vs_reference']:.1f}x faster", flush=True)
