@@ -18,34 +18,6 @@ from kgc.answers import KnownAnswers
 from kgc.lanes import lanes_for
 from kgc.tokens import TokenCache
 
-# A sequence of L tokens costs its lane about L * (1 + L / ATTENTION_SCALE): the per-token work
-# of the linear layers, norms and activations, plus attention, whose products, softmax and
-# grids grow with L * L. Fitted for all-MiniLM-L6-v2 on this project's CPU: with 1000 the two
-# lanes of a WN18RR training batch, each run alone (forward and backward), took the same time
-# within 2-8% (four batches, queries and entities).
-ATTENTION_SCALE = 1000.0
-
-
-def lane_bounds(lengths: list[int], lanes: int) -> list[int]:
-    """Cut length-sorted sequences into ``lanes`` contiguous runs of about equal cost (see
-    :data:`ATTENTION_SCALE`): lane k holds ``lengths[bounds[k]:bounds[k + 1]]``. A sequence
-    goes to the lane that holds more than half of its cost; every lane gets at least one."""
-    costs = [n * (1 + n / ATTENTION_SCALE) for n in lengths]
-    total, bounds, done, i = sum(costs), [0], 0.0, 0
-    for k in range(1, lanes):
-        while i < len(costs) and done + costs[i] / 2 < total * k / lanes:
-            done += costs[i]
-            i += 1
-        bounds.append(min(max(i, bounds[-1] + 1), len(lengths) - (lanes - k)))
-    return bounds + [len(lengths)]
-
-
-def group_bounds(num_seqs: int, group_size: int) -> list[int]:
-    """Cut ``num_seqs`` sorted sequences into the fewest groups of at most ``group_size``,
-    equal in size to within one (no small leftover group of the longest sequences)."""
-    k = max(1, -(-num_seqs // group_size))
-    return [round(j * num_seqs / k) for j in range(k + 1)]
-
 
 @dataclass
 class AttentionGroup:
@@ -103,27 +75,26 @@ class TokenBatch:
               group_size: int, lanes: int = 1) -> "TokenBatch":
         """Pack ``ids``/``types`` (one tuple per sequence); ``group_size`` sequences attend per group.
 
-        With ``lanes`` > 1 the length-sorted sequences are cut into that many contiguous runs
-        of about equal cost (:func:`lane_bounds`: the shortest in the first lane), packed lane
-        after lane, each cut into its own groups: :mod:`kgc.lanes` encodes each lane on its own
-        core. Contiguous runs keep each group's lengths close, so its attention grid has
-        little padding."""
+        With ``lanes`` > 1 the length-sorted sequences are dealt round-robin into that many
+        lanes (which evens out their tokens), packed lane after lane, each lane sorted and
+        cut into its own groups: :mod:`kgc.lanes` encodes each lane on its own core."""
         if any(len(s) == 0 for s in ids):
             raise ValueError("cannot encode an empty sequence")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        by_length = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        lanes = max(1, min(lanes, len(ids)))
+        lane_members = [by_length[k::lanes] for k in range(lanes)]
+        order = [i for members in lane_members for i in members]
         sorted_lengths = [len(ids[i]) for i in order]
-        cuts = lane_bounds(sorted_lengths, max(1, min(lanes, len(ids))))  # lane k: order[cuts[k]:cuts[k + 1]]
         flat_ids = [tok for i in order for tok in ids[i]]
         flat_types = [tok for i in order for tok in types[i]]
         seq_lengths = torch.tensor(sorted_lengths, dtype=torch.long)
         sequence = torch.repeat_interleave(torch.arange(len(order)), seq_lengths)
         starts = torch.cumsum(seq_lengths, 0) - seq_lengths
         position_ids = torch.arange(len(flat_ids)) - starts[sequence]
-        groups, lane_groups, token = [], [0], 0
-        for lane_start, lane_end in zip(cuts, cuts[1:]):
-            bounds = group_bounds(lane_end - lane_start, group_size)
-            for first, last in zip(bounds, bounds[1:]):
-                first, last = lane_start + first, lane_start + last
+        groups, lane_groups, token, lane_start = [], [0], 0, 0
+        for members in lane_members:
+            for first in range(lane_start, lane_start + len(members), group_size):
+                last = min(first + group_size, lane_start + len(members))
                 group_lengths = seq_lengths[first:last]
                 n, width, size = len(group_lengths), int(group_lengths.max()), int(group_lengths.sum())
                 rows = sequence[token : token + size] - first
@@ -132,6 +103,7 @@ class TokenBatch:
                 real[rows, cols] = True
                 groups.append(AttentionGroup(token, token + size, n, width, rows * width + cols, real))
                 token += size
+            lane_start += len(members)
             lane_groups.append(len(groups))
         restore = torch.empty(len(order), dtype=torch.long)
         restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))

