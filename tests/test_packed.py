@@ -126,6 +126,29 @@ def test_bf16_training_pass_agrees_with_the_fp32_model():
         assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99, name
 
 
+def test_bias_in_product_linear_is_f_linear_forward_and_backward():
+    """The bf16 CPU product with the bias added inside oneDNN's kernel gives what F.linear
+    gives, forward and backward, to the bit."""
+    if not packed._bias_in_product():
+        pytest.skip("this torch/oneDNN build has no bf16 linear kernel with a bias epilogue")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 48, generator=gen).to(torch.bfloat16).requires_grad_()
+    w = (torch.randn(96, 48, generator=gen) * 0.1).to(torch.bfloat16).requires_grad_()
+    b = torch.randn(96, generator=gen).to(torch.bfloat16).requires_grad_()
+    seed = torch.randn(300, 96, generator=gen).to(torch.bfloat16)
+    got = packed.linear(x, w, b)
+    assert got.grad_fn is not None and "BiasInProduct" in type(got.grad_fn).__name__  # the kernel ran
+    want = F.linear(x, w, b)
+    assert torch.equal(got, want)
+    g_got = torch.autograd.grad((got * seed).sum(), (x, w, b))
+    g_want = torch.autograd.grad((want * seed).sum(), (x, w, b))
+    for a, c in zip(g_got, g_want):
+        assert a.dtype == c.dtype == torch.bfloat16 and a.shape == c.shape
+        assert torch.equal(a, c)
+    # fp32 (and every non-bf16 case) goes through F.linear itself
+    assert packed.linear(x.float(), w.float(), b.float()).grad_fn.name() == F.linear(x.float(), w.float(), b.float()).grad_fn.name()
+
+
 def test_packed_inference_uses_fused_attention_and_agrees(tiny_model):
     model = BiEncoder.from_pretrained(str(tiny_model)).eval()
     ids, types = random_sequences(2, [3, 8, 8, 15, 1])
