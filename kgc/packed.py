@@ -112,7 +112,7 @@ def _self_attention(attn: nn.Module, qkv_weights: tuple[torch.Tensor, torch.Tens
 
     Plain products and softmax: for sequences of ~30 tokens they beat the fused CPU kernel
     (measured here: 13 vs 18 ms a layer for 256 texts of 27 tokens, bf16), forward and
-    backward. ``qkv_weights`` come from :func:`_fused_qkv`."""
+    backward. ``qkv_weights``: the first pair of :func:`_layer_weights`."""
     heads, head_dim = attn.num_attention_heads, attn.attention_head_size
     hidden = heads * head_dim
     qkv = linear(x, *qkv_weights)  # [tokens, 3 * hidden]
@@ -145,11 +145,13 @@ def forward(encoder: nn.Module, batch: TokenBatch) -> torch.Tensor:
         # Keep the residual stream in bf16. Started from the fp32 embedding tables it would
         # stay fp32 (every residual add promotes), so each linear layer would re-cast its
         # input and each layer norm run in fp32: 9-11% of a WN18RR training step here.
-        # Layer norms still accumulate in fp32 and weights stay fp32; the inference copy
+        # Layer norms still accumulate in fp32; the trained weights stay fp32 (each lane
+        # casts them to bf16 once a pass, see _layer_weights); the inference copy
         # (kgc.embeddings) runs wholly in bf16 anyway. Not for fp16, whose 5-bit exponent
         # is too narrow for a residual stream.
         x = x.to(torch.bfloat16)
     layers = encoder.encoder.layer
+    # under bf16 autocast the weights are cast by hand, so that linear() sees bf16 on both sides
     cast = x.dtype if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == x.dtype else None
 
     def run_lane(lane: int, x: torch.Tensor) -> torch.Tensor:
