@@ -90,11 +90,10 @@ Linear = tuple[torch.Tensor, torch.Tensor]  # (weight, bias)
 
 def _layer_weights(layer: nn.Module, dtype: torch.dtype | None) -> tuple[Linear, Linear, Linear, Linear]:
     """A layer's four linear maps (fused q/k/v, attention output, intermediate, output),
-    cast to ``dtype`` when given: once per lane and step, where autocast would cast every
+    cast to ``dtype`` when given: once per lane and pass, where autocast would cast every
     weight again for every group."""
-    maps = (_fused_qkv(layer.attention.self), layer.attention.output.dense, layer.intermediate.dense,
-            layer.output.dense)
-    pairs = [m if isinstance(m, tuple) else (m.weight, m.bias) for m in maps]
+    pairs = [_fused_qkv(layer.attention.self)] + [(m.weight, m.bias) for m in (
+        layer.attention.output.dense, layer.intermediate.dense, layer.output.dense)]
     return tuple((w.to(dtype), b.to(dtype)) if dtype is not None else (w, b) for w, b in pairs)
 
 
